@@ -1,0 +1,63 @@
+// Elementwise kernels over flat arrays: one invocation per element, 256 per workgroup.
+// The grid may be folded into 2-D for large n: index = gid.x + gid.y * pitch * 256.
+
+struct Params {
+    n: u32,
+    // f32 bits of a scalar operand (scale) or a raw 32-bit fill pattern.
+    a: u32,
+    // Workgroups per grid row (appended by Engine::dispatch_1d).
+    pitch: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> words: array<u32>;
+
+fn index(gid: vec3<u32>) -> u32 {
+    return gid.x + gid.y * p.pitch * 256u;
+}
+
+@compute @workgroup_size(256)
+fn fill(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { words[i] = p.a; }
+}
+
+@compute @workgroup_size(256)
+fn add(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out[i] = x[i] + y[i]; }
+}
+
+@compute @workgroup_size(256)
+fn sub(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out[i] = x[i] - y[i]; }
+}
+
+@compute @workgroup_size(256)
+fn mul(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out[i] = x[i] * y[i]; }
+}
+
+@compute @workgroup_size(256)
+fn scale(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out[i] = x[i] * bitcast<f32>(p.a); }
+}
+
+@compute @workgroup_size(256)
+fn relu(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out[i] = max(x[i], 0.0); }
+}
+
+// x: the relu's input, y: the gradient of its output.
+@compute @workgroup_size(256)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out[i] = select(0.0, y[i], x[i] > 0.0); }
+}

@@ -1,0 +1,155 @@
+//! Adapter discovery and device creation.
+//!
+//! Picks a discrete GPU first, then an integrated one, then anything else (a virtual GPU, then a CPU
+//! implementation such as llvmpipe). The device is opened with the adapter's own limits, not WebGPU's
+//! defaults, because a ResNet activation at batch 256 is larger than the default 128 MiB binding.
+
+use crate::error::{Error, Result};
+
+/// What an adapter is, as printed by `byol adapters`.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+/// An open device with the facts kernels need to choose their variant.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+impl Gpu {
+    /// True for CPU implementations (llvmpipe, SwiftShader, WARP) where workgroup barriers are costly.
+    pub fn is_software(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// The largest number of bytes a single storage binding may cover.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
+    }
+}
+
+/// The adapter name filter from `--adapter` or, failing that, the `BYOL_ADAPTER` environment variable.
+pub fn adapter_filter(cli: Option<&str>) -> Option<String> {
+    cli.map(str::to_owned)
+        .or_else(|| std::env::var("BYOL_ADAPTER").ok())
+        .filter(|s| !s.trim().is_empty())
+}
+
+fn instance() -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+    desc.backends = wgpu::Backends::all();
+    desc.flags = wgpu::InstanceFlags::empty();
+    wgpu::Instance::new(desc)
+}
+
+fn type_rank(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    }
+}
+
+fn backend_rank(b: wgpu::Backend) -> u8 {
+    // Native compute backends first; GL lacks storage-buffer features on many drivers.
+    match b {
+        wgpu::Backend::Vulkan | wgpu::Backend::Metal | wgpu::Backend::Dx12 => 0,
+        wgpu::Backend::Gl => 1,
+        _ => 2,
+    }
+}
+
+fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
+    AdapterSummary {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
+    }
+}
+
+fn all_adapters() -> Vec<wgpu::Adapter> {
+    let mut adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+    adapters.retain(|a| a.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS));
+    adapters.sort_by_key(|a| {
+        let i = a.get_info();
+        (type_rank(i.device_type), backend_rank(i.backend))
+    });
+    adapters
+}
+
+/// A message telling the user how to get an adapter; shared by every "no adapter" path.
+pub const NO_ADAPTER_HELP: &str = "install a GPU driver with Vulkan, Metal or DX12 support; \
+on Linux without a GPU, install Mesa's software Vulkan (Debian/Ubuntu: `apt-get install mesa-vulkan-drivers libvulkan1`)";
+
+fn pick(adapters: Vec<wgpu::Adapter>, filter: Option<&str>) -> Result<(usize, wgpu::Adapter)> {
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter(format!(
+            "no adapter with compute shaders was found; {NO_ADAPTER_HELP}"
+        )));
+    }
+    match filter {
+        None => Ok((0, adapters.into_iter().next().unwrap())),
+        Some(f) => {
+            let needle = f.to_lowercase();
+            let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+            adapters
+                .into_iter()
+                .enumerate()
+                .find(|(_, a)| a.get_info().name.to_lowercase().contains(&needle))
+                .ok_or_else(|| {
+                    Error::NoAdapter(format!(
+                        "no adapter name contains {f:?}; available: {}",
+                        names.join(", ")
+                    ))
+                })
+        }
+    }
+}
+
+/// Every adapter with compute support, best first, and the index of the one `filter` would choose.
+pub fn list_adapters(filter: Option<&str>) -> (Vec<AdapterSummary>, Option<usize>) {
+    let adapters = all_adapters();
+    let list: Vec<AdapterSummary> = adapters.iter().map(|a| summary(&a.get_info())).collect();
+    let chosen = pick(adapters, filter).ok().map(|(i, _)| i);
+    (list, chosen)
+}
+
+/// Opens the best adapter (or the one whose name contains `filter`) with its own limits.
+pub fn open(filter: Option<&str>) -> Result<Gpu> {
+    let (_, adapter) = pick(all_adapters(), filter)?;
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+    let desc = wgpu::DeviceDescriptor {
+        label: Some("byol"),
+        required_features: features,
+        required_limits: limits.clone(),
+        experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        memory_hints: wgpu::MemoryHints::Performance,
+        trace: wgpu::Trace::Off,
+    };
+    let (device, queue) = pollster::block_on(adapter.request_device(&desc))
+        .map_err(|e| Error::Device(format!("could not open {}: {e}", info.name)))?;
+    Ok(Gpu {
+        device,
+        queue,
+        info,
+        limits,
+        features,
+    })
+}

@@ -1,0 +1,202 @@
+//! Shader registry and pipeline cache.
+//!
+//! Every WGSL file in `shaders/` is embedded here. Bind group layouts are derived from the shader
+//! itself with naga's reflection (which globals each entry point uses, read-only or read-write), so
+//! a kernel's Rust side only passes buffers in binding order. The uniform at `@binding(0)`, when a
+//! kernel has one, is its parameter block and is bound with a dynamic offset into the step's
+//! parameter arena.
+
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+
+/// Every shader in `shaders/`, by name.
+pub const SHADERS: &[(&str, &str)] = &[
+    ("elementwise", include_str!("../shaders/elementwise.wgsl")),
+    ("reduce", include_str!("../shaders/reduce.wgsl")),
+    ("bias", include_str!("../shaders/bias.wgsl")),
+    ("matmul_blocked", include_str!("../shaders/matmul_blocked.wgsl")),
+    ("matmul_tiled", include_str!("../shaders/matmul_tiled.wgsl")),
+];
+
+pub fn shader_source(name: &str) -> Result<&'static str> {
+    SHADERS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, s)| *s)
+        .ok_or_else(|| Error::Shader(format!("unknown shader {name:?}")))
+}
+
+/// Parses and validates WGSL with naga; needs no GPU.
+pub fn validate_wgsl(name: &str, source: &str) -> Result<(naga::Module, naga::valid::ModuleInfo)> {
+    let module = naga::front::wgsl::parse_str(source)
+        .map_err(|e| Error::Shader(format!("{name}.wgsl: {}", e.emit_to_string(source))))?;
+    let info = naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        naga::valid::Capabilities::default(),
+    )
+    .validate(&module)
+    .map_err(|e| Error::Shader(format!("{name}.wgsl: {}", e.emit_to_string(source))))?;
+    Ok((module, info))
+}
+
+/// How one binding of an entry point is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BindingKind {
+    Params,
+    StorageRead,
+    StorageReadWrite,
+}
+
+/// The bindings of one entry point, ascending by binding number (group 0 only).
+pub fn entry_bindings(
+    module: &naga::Module,
+    info: &naga::valid::ModuleInfo,
+    entry: &str,
+) -> Result<Vec<(u32, BindingKind)>> {
+    let (index, _) = module
+        .entry_points
+        .iter()
+        .enumerate()
+        .find(|(_, e)| e.name == entry)
+        .ok_or_else(|| Error::Shader(format!("no entry point {entry:?}")))?;
+    let fn_info = info.get_entry_point(index);
+    let mut out = Vec::new();
+    for (handle, var) in module.global_variables.iter() {
+        let Some(rb) = &var.binding else { continue };
+        if fn_info[handle].is_empty() {
+            continue;
+        }
+        if rb.group != 0 {
+            return Err(Error::Shader(format!("{entry}: only bind group 0 is supported")));
+        }
+        let kind = match var.space {
+            naga::AddressSpace::Uniform => BindingKind::Params,
+            naga::AddressSpace::Storage { access } => {
+                if access.contains(naga::StorageAccess::STORE) {
+                    BindingKind::StorageReadWrite
+                } else {
+                    BindingKind::StorageRead
+                }
+            }
+            other => {
+                return Err(Error::Shader(format!("{entry}: unsupported binding space {other:?}")))
+            }
+        };
+        out.push((rb.binding, kind));
+    }
+    out.sort_by_key(|(b, _)| *b);
+    if let Some(pos) = out.iter().position(|(_, k)| *k == BindingKind::Params) {
+        if out[pos].0 != 0 {
+            return Err(Error::Shader(format!("{entry}: the params uniform must be @binding(0)")));
+        }
+    }
+    Ok(out)
+}
+
+/// A compiled kernel: pipeline, its layout and the bindings it expects.
+pub struct Kernel {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+    pub bindings: Vec<(u32, BindingKind)>,
+    pub has_params: bool,
+}
+
+/// Pipelines compiled once per (shader, entry point, overridable constants).
+#[derive(Default)]
+pub struct KernelCache {
+    modules: HashMap<&'static str, (wgpu::ShaderModule, naga::Module, naga::valid::ModuleInfo)>,
+    kernels: HashMap<(String, String, Vec<(String, u64)>), std::rc::Rc<Kernel>>,
+}
+
+impl KernelCache {
+    pub fn get(
+        &mut self,
+        device: &wgpu::Device,
+        shader: &'static str,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> Result<std::rc::Rc<Kernel>> {
+        let key = (
+            shader.to_string(),
+            entry.to_string(),
+            constants.iter().map(|(n, v)| (n.to_string(), v.to_bits())).collect::<Vec<_>>(),
+        );
+        if let Some(k) = self.kernels.get(&key) {
+            return Ok(k.clone());
+        }
+        if !self.modules.contains_key(shader) {
+            let source = shader_source(shader)?;
+            let (module, info) = validate_wgsl(shader, source)?;
+            let sm = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            });
+            self.modules.insert(shader, (sm, module, info));
+        }
+        let (sm, module, info) = &self.modules[shader];
+        let bindings = entry_bindings(module, info, entry)
+            .map_err(|e| Error::Shader(format!("{shader}.wgsl: {e}")))?;
+        let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
+            .iter()
+            .map(|(binding, kind)| wgpu::BindGroupLayoutEntry {
+                binding: *binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: match kind {
+                    BindingKind::Params => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: None,
+                    },
+                    BindingKind::StorageRead => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: true },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    BindingKind::StorageReadWrite => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: false },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                },
+                count: None,
+            })
+            .collect();
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(entry),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&format!("{shader}::{entry}")),
+            layout: Some(&pipeline_layout),
+            module: sm,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants,
+                zero_initialize_workgroup_memory: false,
+            },
+            cache: None,
+        });
+        let has_params = bindings.iter().any(|(_, k)| *k == BindingKind::Params);
+        let kernel = std::rc::Rc::new(Kernel {
+            pipeline,
+            layout,
+            bindings,
+            has_params,
+        });
+        self.kernels.insert(key, kernel.clone());
+        Ok(kernel)
+    }
+
+    pub fn len(&self) -> usize {
+        self.kernels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kernels.is_empty()
+    }
+}

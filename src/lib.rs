@@ -1,0 +1,21 @@
+//! byol-wgpu: a from-scratch GPU compute engine on wgpu with hand-written WGSL kernels, for
+//! BYOL-style self-supervised learning.
+//!
+//! The pieces, bottom up: [`device`] opens an adapter, [`pool`] recycles buffers, [`kernels`]
+//! compiles and caches WGSL pipelines, [`engine`] records dispatches into few command buffers,
+//! [`tensor`] holds GPU data, [`autograd`] keeps the tape and [`ops`] are the differentiable kernels.
+
+pub mod autograd;
+pub mod device;
+pub mod engine;
+pub mod error;
+pub mod kernels;
+pub mod ops;
+pub mod pool;
+pub mod rng;
+pub mod tensor;
+
+pub use autograd::Grads;
+pub use engine::{Engine, EngineOptions, MatmulVariant};
+pub use error::{Error, Result};
+pub use tensor::{DType, Tensor};

@@ -1,0 +1,79 @@
+//! The `byol` command-line tool.
+
+use byol::device;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "byol", version, about = "Self-supervised learning (BYOL and relatives) on any GPU through wgpu")]
+struct Cli {
+    /// Use the adapter whose name contains this text (case-insensitive); env BYOL_ADAPTER also works.
+    #[arg(long, global = true)]
+    adapter: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// List every adapter wgpu can reach and mark the one that would be used.
+    Adapters,
+    /// Open the chosen adapter and print its limits and the kernel variants it gets.
+    Info,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Adapters => adapters(cli.adapter.as_deref()),
+        Command::Info => info(cli.adapter.as_deref()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn adapters(filter: Option<&str>) -> byol::Result<()> {
+    let filter = device::adapter_filter(filter);
+    let (list, chosen) = device::list_adapters(filter.as_deref());
+    if list.is_empty() {
+        return Err(byol::Error::NoAdapter(format!(
+            "wgpu found no adapter with compute shaders; {}",
+            device::NO_ADAPTER_HELP
+        )));
+    }
+    println!("  {:<40} {:<8} {:<14} driver", "name", "backend", "type");
+    for (i, a) in list.iter().enumerate() {
+        let mark = if Some(i) == chosen { "*" } else { " " };
+        println!("{mark} {:<40} {:<8} {:<14} {}", a.name, a.backend, a.device_type, a.driver);
+    }
+    match (chosen, filter) {
+        (Some(_), _) => println!("(* = the adapter byol would use)"),
+        (None, Some(f)) => {
+            return Err(byol::Error::NoAdapter(format!("no adapter name contains {f:?}")));
+        }
+        (None, None) => {}
+    }
+    Ok(())
+}
+
+fn info(filter: Option<&str>) -> byol::Result<()> {
+    let engine = byol::Engine::new(byol::EngineOptions {
+        adapter: filter.map(str::to_owned),
+        ..Default::default()
+    })?;
+    let gpu = engine.gpu();
+    println!("adapter:            {}", engine.adapter_name());
+    println!("device type:        {:?}", gpu.info.device_type);
+    println!("driver:             {} {}", gpu.info.driver, gpu.info.driver_info);
+    println!("max buffer:         {} MiB", gpu.limits.max_buffer_size >> 20);
+    println!("max binding:        {} MiB", gpu.max_binding_bytes() >> 20);
+    println!("workgroup storage:  {} KiB", gpu.limits.max_compute_workgroup_storage_size >> 10);
+    println!("timestamp queries:  {}", gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY));
+    println!("matmul kernel:      {:?}", engine.matmul_variant());
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Elementwise add, sub, mul, scale and relu (shaders/elementwise.wgsl), forward and backward.
+//! Tensors larger than one binding are processed in aligned chunks.
+
+use super::{check_f32, check_same_shape, chunks};
+use crate::error::Result;
+use crate::tensor::Tensor;
+
+/// Runs `entry` over the chunks of `out`, binding the same range of each input.
+fn launch(entry: &str, inputs: &[&Tensor], out: &Tensor, scalar: u32) -> Result<()> {
+    let engine = out.engine();
+    let max = engine.max_binding_words() as usize;
+    for (start, len) in chunks(out.numel(), max) {
+        let mut bufs: Vec<_> = inputs.iter().map(|t| t.slice_elems(start, len)).collect();
+        bufs.push(out.slice_elems(start, len));
+        engine.dispatch_1d("elementwise", entry, &[], &[len as u32, scalar], &bufs, len as u64)?;
+    }
+    Ok(())
+}
+
+fn binary_raw(op: &str, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    check_f32(op, &[a, b])?;
+    check_same_shape(op, a, b)?;
+    let out = a.empty_like()?;
+    launch(op, &[a, b], &out, 0)?;
+    Ok(out)
+}
+
+pub(crate) fn scale_raw(x: &Tensor, s: f32) -> Result<Tensor> {
+    check_f32("scale", &[x])?;
+    let out = x.empty_like()?;
+    launch("scale", &[x], &out, s.to_bits())?;
+    Ok(out)
+}
+
+/// a + b (same shape).
+pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let out = binary_raw("add", a, b)?;
+    a.engine()
+        .record(&out, &[a, b], |dy| Ok(vec![Some(dy.clone()), Some(dy.clone())]));
+    Ok(out)
+}
+
+/// a - b (same shape).
+pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let out = binary_raw("sub", a, b)?;
+    a.engine()
+        .record(&out, &[a, b], |dy| Ok(vec![Some(dy.clone()), Some(scale_raw(dy, -1.0)?)]));
+    Ok(out)
+}
+
+/// a * b elementwise (same shape).
+pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let out = binary_raw("mul", a, b)?;
+    let (sa, sb) = (a.clone(), b.clone());
+    a.engine().record(&out, &[a, b], move |dy| {
+        let da = if sa.requires_grad() { Some(binary_raw("mul", dy, &sb)?) } else { None };
+        let db = if sb.requires_grad() { Some(binary_raw("mul", dy, &sa)?) } else { None };
+        Ok(vec![da, db])
+    });
+    Ok(out)
+}
+
+/// s * x.
+pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
+    let out = scale_raw(x, s)?;
+    x.engine()
+        .record(&out, &[x], move |dy| Ok(vec![Some(scale_raw(dy, s)?)]));
+    Ok(out)
+}
+
+/// max(x, 0); the gradient passes where x > 0.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    check_f32("relu", &[x])?;
+    let out = x.empty_like()?;
+    launch("relu", &[x], &out, 0)?;
+    let sx = x.clone();
+    x.engine().record(&out, &[x], move |dy| {
+        let dx = sx.empty_like()?;
+        launch("relu_backward", &[&sx, dy], &dx, 0)?;
+        Ok(vec![Some(dx)])
+    });
+    Ok(out)
+}

@@ -1,0 +1,182 @@
+//! Matrix products A·B, Aᵀ·B and A·Bᵀ, plain or batched (shaders/matmul_blocked.wgsl and
+//! shaders/matmul_tiled.wgsl), forward and backward.
+//!
+//! The kernel is chosen per adapter (`Engine::matmul_variant`): barrier-free register blocking on
+//! software Vulkan, workgroup-memory tiles on GPUs. Operands larger than one binding are split over
+//! the rows of C (or, for Aᵀ·B, over K with accumulation into C).
+
+use super::{check_f32, window};
+use crate::engine::{Engine, MatmulVariant};
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+
+/// Dimensions of one (batched) product: C[b] (m x n) = op(A[b]) (m x k) · op(B[b]) (k x n).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Gemm {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+/// Records C = alpha·op(A)·op(B) + beta·C into an existing `c` (not on the tape).
+pub(crate) fn gemm_into(engine: &Engine, g: Gemm, a: &Tensor, b: &Tensor, c: &Tensor, alpha: f32, beta: f32) -> Result<()> {
+    let max = engine.max_binding_words() as usize - 64;
+    let (a_len, b_len, c_len) = (g.batch * g.m * g.k, g.batch * g.k * g.n, g.batch * g.m * g.n);
+    if a_len <= max && b_len <= max && c_len <= max {
+        return launch(engine, g, [a, b, c], [0, 0, 0], alpha, beta);
+    }
+    if g.batch == 1 && !g.trans_a && b_len <= max {
+        // Rows of A and C are contiguous: split over M.
+        let rows = (max / g.k.max(g.n)).max(1);
+        let mut m0 = 0;
+        while m0 < g.m {
+            let m = rows.min(g.m - m0);
+            let part = Gemm { m, ..g };
+            launch_windows(engine, part, a, b, c, [m0 * g.k, 0, m0 * g.n], alpha, beta)?;
+            m0 += m;
+        }
+        return Ok(());
+    }
+    if g.batch == 1 && g.trans_a && !g.trans_b && c_len <= max {
+        // A is K x M and B is K x N: slices over K are contiguous; accumulate into C.
+        let ks = (max / g.m.max(g.n)).max(1);
+        let mut k0 = 0;
+        while k0 < g.k {
+            let k = ks.min(g.k - k0);
+            let part = Gemm { k, ..g };
+            let beta_part = if k0 == 0 { beta } else { 1.0 };
+            launch_windows(engine, part, a, b, c, [k0 * g.m, k0 * g.n, 0], alpha, beta_part)?;
+            k0 += k;
+        }
+        return Ok(());
+    }
+    Err(Error::Shape(format!(
+        "matmul {g:?}: operands exceed the adapter's binding limit of {} floats and cannot be split this way",
+        engine.max_binding_words()
+    )))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn launch_windows(engine: &Engine, g: Gemm, a: &Tensor, b: &Tensor, c: &Tensor, starts: [usize; 3], alpha: f32, beta: f32) -> Result<()> {
+    let (sa, ba) = window(engine, a, starts[0], g.m * g.k);
+    let (sb, bb) = window(engine, b, starts[1], g.k * g.n);
+    let (sc, bc) = window(engine, c, starts[2], g.m * g.n);
+    dispatch(engine, g, [sa, sb, sc], [ba, bb, bc], alpha, beta)
+}
+
+fn launch(engine: &Engine, g: Gemm, t: [&Tensor; 3], bases: [u32; 3], alpha: f32, beta: f32) -> Result<()> {
+    dispatch(engine, g, [t[0].slice(), t[1].slice(), t[2].slice()], bases, alpha, beta)
+}
+
+fn dispatch(
+    engine: &Engine,
+    g: Gemm,
+    bufs: [crate::engine::BufSlice; 3],
+    bases: [u32; 3],
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    let (shader, tile) = match engine.matmul_variant() {
+        MatmulVariant::Tiled => ("matmul_tiled", 64),
+        _ => ("matmul_blocked", 32),
+    };
+    let params = [
+        g.m as u32,
+        g.n as u32,
+        g.k as u32,
+        g.batch as u32,
+        (g.m * g.k) as u32,
+        (g.k * g.n) as u32,
+        (g.m * g.n) as u32,
+        bases[0],
+        bases[1],
+        bases[2],
+        alpha.to_bits(),
+        beta.to_bits(),
+    ];
+    let constants = [
+        ("TRANS_A", g.trans_a as u8 as f64),
+        ("TRANS_B", g.trans_b as u8 as f64),
+    ];
+    let grid = [g.n.div_ceil(tile) as u32, g.m.div_ceil(tile) as u32, g.batch as u32];
+    engine.dispatch(shader, "matmul", &constants, &params, &bufs, grid)
+}
+
+/// Reads (batch, rows, cols) of a 2-D or 3-D operand.
+fn dims3(t: &Tensor) -> Result<(usize, usize, usize)> {
+    match *t.shape() {
+        [r, c] => Ok((1, r, c)),
+        [b, r, c] => Ok((b, r, c)),
+        _ => Err(Error::Shape(format!("matmul operands must be 2-D or 3-D, got {t:?}"))),
+    }
+}
+
+/// op(A)·op(B) for 2-D operands or batches of them (3-D, same batch), recorded on the tape.
+pub fn gemm(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+    check_f32("matmul", &[a, b])?;
+    let (ba, ar, ac) = dims3(a)?;
+    let (bb, br, bc) = dims3(b)?;
+    let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
+    let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
+    if k != k2 || ba != bb || a.dims() != b.dims() {
+        return Err(Error::Shape(format!(
+            "matmul: {:?}{} · {:?}{} do not chain",
+            a.shape(),
+            if trans_a { "ᵀ" } else { "" },
+            b.shape(),
+            if trans_b { "ᵀ" } else { "" }
+        )));
+    }
+    if m == 0 || n == 0 || k == 0 {
+        return Err(Error::Shape(format!("matmul with an empty dimension: {:?} · {:?}", a.shape(), b.shape())));
+    }
+    let engine = a.engine();
+    let shape: Vec<usize> = if a.dims() == 3 { vec![ba, m, n] } else { vec![m, n] };
+    let out = Tensor::empty(engine, &shape, DType::F32)?;
+    let g = Gemm { batch: ba, m, n, k, trans_a, trans_b };
+    gemm_into(engine, g, a, b, &out, 1.0, 0.0)?;
+    let (sa, sb) = (a.clone(), b.clone());
+    engine.record(&out, &[a, b], move |dc| {
+        // C = op(A)·op(B): each case's gradients are again products of dC with A or B.
+        let da = if sa.requires_grad() {
+            Some(match (trans_a, trans_b) {
+                (false, false) => gemm(dc, &sb, false, true)?,
+                (false, true) => gemm(dc, &sb, false, false)?,
+                (true, false) => gemm(&sb, dc, false, true)?,
+                (true, true) => gemm(&sb, dc, true, true)?,
+            })
+        } else {
+            None
+        };
+        let db = if sb.requires_grad() {
+            Some(match (trans_a, trans_b) {
+                (false, false) => gemm(&sa, dc, true, false)?,
+                (false, true) => gemm(dc, &sa, true, false)?,
+                (true, false) => gemm(&sa, dc, false, false)?,
+                (true, true) => gemm(dc, &sa, true, true)?,
+            })
+        } else {
+            None
+        };
+        Ok(vec![da, db])
+    });
+    Ok(out)
+}
+
+/// A·B.
+pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    gemm(a, b, false, false)
+}
+
+/// Aᵀ·B.
+pub fn matmul_tn(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    gemm(a, b, true, false)
+}
+
+/// A·Bᵀ.
+pub fn matmul_nt(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    gemm(a, b, false, true)
+}
