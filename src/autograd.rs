@@ -89,7 +89,9 @@ impl Engine {
     /// Differentiates `out` given its upstream gradient `dout` (same shape).
     pub fn backward_from(&self, out: &Tensor, dout: Tensor) -> Result<Grads> {
         if out.shape() != dout.shape() {
-            return Err(Error::Shape(format!("gradient {dout:?} does not match {out:?}")));
+            return Err(Error::Shape(format!(
+                "gradient {dout:?} does not match {out:?}"
+            )));
         }
         let tape = std::mem::take(&mut *self.0.tape.borrow_mut());
         let _ng = self.no_grad();

@@ -48,6 +48,7 @@ pub fn adapter_filter(cli: Option<&str>) -> Option<String> {
 fn instance() -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
     desc.backends = wgpu::Backends::all();
+    // Compute only: no presentation, no validation layers.
     desc.flags = wgpu::InstanceFlags::empty();
     wgpu::Instance::new(desc)
 }
@@ -82,14 +83,29 @@ fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
     }
 }
 
-fn all_adapters() -> Vec<wgpu::Adapter> {
-    let mut adapters = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
-    adapters.retain(|a| a.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS));
+fn adapters_of(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
+    let mut adapters = pollster::block_on(instance().enumerate_adapters(backends));
+    adapters.retain(|a| {
+        a.get_downlevel_capabilities()
+            .flags
+            .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
+    });
     adapters.sort_by_key(|a| {
         let i = a.get_info();
         (type_rank(i.device_type), backend_rank(i.backend))
     });
     adapters
+}
+
+/// Vulkan, Metal and DX12 adapters; GL ones only where none of those exists (GL's EGL probing is
+/// slow and noisy, and its compute support is the weakest).
+fn all_adapters() -> Vec<wgpu::Adapter> {
+    let primary = adapters_of(wgpu::Backends::PRIMARY);
+    if primary.is_empty() {
+        adapters_of(wgpu::Backends::all())
+    } else {
+        primary
+    }
 }
 
 /// A message telling the user how to get an adapter; shared by every "no adapter" path.
@@ -123,7 +139,7 @@ fn pick(adapters: Vec<wgpu::Adapter>, filter: Option<&str>) -> Result<(usize, wg
 
 /// Every adapter with compute support, best first, and the index of the one `filter` would choose.
 pub fn list_adapters(filter: Option<&str>) -> (Vec<AdapterSummary>, Option<usize>) {
-    let adapters = all_adapters();
+    let adapters = adapters_of(wgpu::Backends::all());
     let list: Vec<AdapterSummary> = adapters.iter().map(|a| summary(&a.get_info())).collect();
     let chosen = pick(adapters, filter).ok().map(|(i, _)| i);
     (list, chosen)
@@ -131,7 +147,12 @@ pub fn list_adapters(filter: Option<&str>) -> (Vec<AdapterSummary>, Option<usize
 
 /// Opens the best adapter (or the one whose name contains `filter`) with its own limits.
 pub fn open(filter: Option<&str>) -> Result<Gpu> {
-    let (_, adapter) = pick(all_adapters(), filter)?;
+    let candidates = if filter.is_some() {
+        adapters_of(wgpu::Backends::all())
+    } else {
+        all_adapters()
+    };
+    let (_, adapter) = pick(candidates, filter)?;
     let info = adapter.get_info();
     let limits = adapter.limits();
     let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;

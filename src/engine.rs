@@ -119,11 +119,12 @@ impl Engine {
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = errors.clone();
         // Device errors are collected and reported at the next sync point instead of panicking.
-        gpu.device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            if let Ok(mut v) = sink.lock() {
-                v.push(e.to_string());
-            }
-        }));
+        gpu.device
+            .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut v) = sink.lock() {
+                    v.push(e.to_string());
+                }
+            }));
         let max_pending = options.max_pending_dispatches.max(1);
         let params_buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params arena"),
@@ -295,13 +296,15 @@ impl Engine {
             return Ok(());
         }
         if params.len() > MAX_PARAM_WORDS {
-            return Err(Error::Invalid(format!("{shader}::{entry}: too many params")));
+            return Err(Error::Invalid(format!(
+                "{shader}::{entry}: too many params"
+            )));
         }
-        let kernel = self
-            .0
-            .kernels
-            .borrow_mut()
-            .get(&self.0.gpu.device, shader, entry, constants)?;
+        let kernel =
+            self.0
+                .kernels
+                .borrow_mut()
+                .get(&self.0.gpu.device, shader, entry, constants)?;
         let storage_count = kernel
             .bindings
             .iter()
@@ -395,7 +398,11 @@ impl Engine {
         }
         let pass = rec.pass.as_mut().expect("pass just opened");
         pass.set_pipeline(&kernel.pipeline);
-        let offsets: &[u32] = if kernel.has_params { &[slot as u32] } else { &[] };
+        let offsets: &[u32] = if kernel.has_params {
+            &[slot as u32]
+        } else {
+            &[]
+        };
         pass.set_bind_group(0, &bind_group, offsets);
         pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
         rec.pending += 1;
@@ -405,11 +412,23 @@ impl Engine {
     }
 
     /// Records a buffer-to-buffer copy (ends the open compute pass).
-    pub(crate) fn copy(&self, src: &wgpu::Buffer, src_off: u64, dst: &wgpu::Buffer, dst_off: u64, bytes: u64) {
+    pub(crate) fn copy(
+        &self,
+        src: &wgpu::Buffer,
+        src_off: u64,
+        dst: &wgpu::Buffer,
+        dst_off: u64,
+        bytes: u64,
+    ) {
         let mut rec = self.0.rec.borrow_mut();
         rec.pass = None;
         if rec.encoder.is_none() {
-            rec.encoder = Some(self.0.gpu.device.create_command_encoder(&Default::default()));
+            rec.encoder = Some(
+                self.0
+                    .gpu
+                    .device
+                    .create_command_encoder(&Default::default()),
+            );
         }
         rec.encoder
             .as_mut()
@@ -452,7 +471,11 @@ impl Engine {
     }
 
     fn check_errors(&self) -> Result<()> {
-        let mut errs = self.0.errors.lock().map_err(|_| Error::Device("error sink poisoned".into()))?;
+        let mut errs = self
+            .0
+            .errors
+            .lock()
+            .map_err(|_| Error::Device("error sink poisoned".into()))?;
         if errs.is_empty() {
             return Ok(());
         }
@@ -511,10 +534,16 @@ impl Engine {
             .map_err(|e| Error::Device(format!("mapping a buffer for download failed: {e}")))?;
         let data = staging
             .get_mapped_range(0..padded)
-            .map_err(|e| Error::Device(format!("reading a mapped buffer failed: {e:?}")))?[..bytes as usize]
+            .map_err(|e| Error::Device(format!("reading a mapped buffer failed: {e:?}")))?
+            [..bytes as usize]
             .to_vec();
         staging.unmap();
-        self.0.staging.borrow_mut().entry(class).or_default().push(staging);
+        self.0
+            .staging
+            .borrow_mut()
+            .entry(class)
+            .or_default()
+            .push(staging);
         Ok(data)
     }
 }

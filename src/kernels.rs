@@ -14,7 +14,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
     ("bias", include_str!("../shaders/bias.wgsl")),
-    ("matmul_blocked", include_str!("../shaders/matmul_blocked.wgsl")),
+    (
+        "matmul_blocked",
+        include_str!("../shaders/matmul_blocked.wgsl"),
+    ),
     ("matmul_tiled", include_str!("../shaders/matmul_tiled.wgsl")),
 ];
 
@@ -67,7 +70,9 @@ pub fn entry_bindings(
             continue;
         }
         if rb.group != 0 {
-            return Err(Error::Shader(format!("{entry}: only bind group 0 is supported")));
+            return Err(Error::Shader(format!(
+                "{entry}: only bind group 0 is supported"
+            )));
         }
         let kind = match var.space {
             naga::AddressSpace::Uniform => BindingKind::Params,
@@ -79,7 +84,9 @@ pub fn entry_bindings(
                 }
             }
             other => {
-                return Err(Error::Shader(format!("{entry}: unsupported binding space {other:?}")))
+                return Err(Error::Shader(format!(
+                    "{entry}: unsupported binding space {other:?}"
+                )))
             }
         };
         out.push((rb.binding, kind));
@@ -87,7 +94,9 @@ pub fn entry_bindings(
     out.sort_by_key(|(b, _)| *b);
     if let Some(pos) = out.iter().position(|(_, k)| *k == BindingKind::Params) {
         if out[pos].0 != 0 {
-            return Err(Error::Shader(format!("{entry}: the params uniform must be @binding(0)")));
+            return Err(Error::Shader(format!(
+                "{entry}: the params uniform must be @binding(0)"
+            )));
         }
     }
     Ok(out)
@@ -101,11 +110,14 @@ pub struct Kernel {
     pub has_params: bool,
 }
 
+/// (shader, entry point, overridable constants as bit patterns): what makes a pipeline distinct.
+type KernelKey = (String, String, Vec<(String, u64)>);
+
 /// Pipelines compiled once per (shader, entry point, overridable constants).
 #[derive(Default)]
 pub struct KernelCache {
     modules: HashMap<&'static str, (wgpu::ShaderModule, naga::Module, naga::valid::ModuleInfo)>,
-    kernels: HashMap<(String, String, Vec<(String, u64)>), std::rc::Rc<Kernel>>,
+    kernels: HashMap<KernelKey, std::rc::Rc<Kernel>>,
 }
 
 impl KernelCache {
@@ -116,10 +128,13 @@ impl KernelCache {
         entry: &str,
         constants: &[(&str, f64)],
     ) -> Result<std::rc::Rc<Kernel>> {
-        let key = (
+        let key: KernelKey = (
             shader.to_string(),
             entry.to_string(),
-            constants.iter().map(|(n, v)| (n.to_string(), v.to_bits())).collect::<Vec<_>>(),
+            constants
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_bits()))
+                .collect::<Vec<_>>(),
         );
         if let Some(k) = self.kernels.get(&key) {
             return Ok(k.clone());

@@ -5,7 +5,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "byol", version, about = "Self-supervised learning (BYOL and relatives) on any GPU through wgpu")]
+#[command(
+    name = "byol",
+    version,
+    about = "Self-supervised learning (BYOL and relatives) on any GPU through wgpu"
+)]
 struct Cli {
     /// Use the adapter whose name contains this text (case-insensitive); env BYOL_ADAPTER also works.
     #[arg(long, global = true)]
@@ -49,12 +53,17 @@ fn adapters(filter: Option<&str>) -> byol::Result<()> {
     println!("  {:<40} {:<8} {:<14} driver", "name", "backend", "type");
     for (i, a) in list.iter().enumerate() {
         let mark = if Some(i) == chosen { "*" } else { " " };
-        println!("{mark} {:<40} {:<8} {:<14} {}", a.name, a.backend, a.device_type, a.driver);
+        println!(
+            "{mark} {:<40} {:<8} {:<14} {}",
+            a.name, a.backend, a.device_type, a.driver
+        );
     }
     match (chosen, filter) {
         (Some(_), _) => println!("(* = the adapter byol would use)"),
         (None, Some(f)) => {
-            return Err(byol::Error::NoAdapter(format!("no adapter name contains {f:?}")));
+            return Err(byol::Error::NoAdapter(format!(
+                "no adapter name contains {f:?}"
+            )));
         }
         (None, None) => {}
     }
@@ -69,11 +78,23 @@ fn info(filter: Option<&str>) -> byol::Result<()> {
     let gpu = engine.gpu();
     println!("adapter:            {}", engine.adapter_name());
     println!("device type:        {:?}", gpu.info.device_type);
-    println!("driver:             {} {}", gpu.info.driver, gpu.info.driver_info);
-    println!("max buffer:         {} MiB", gpu.limits.max_buffer_size >> 20);
+    println!(
+        "driver:             {} {}",
+        gpu.info.driver, gpu.info.driver_info
+    );
+    println!(
+        "max buffer:         {} MiB",
+        gpu.limits.max_buffer_size >> 20
+    );
     println!("max binding:        {} MiB", gpu.max_binding_bytes() >> 20);
-    println!("workgroup storage:  {} KiB", gpu.limits.max_compute_workgroup_storage_size >> 10);
-    println!("timestamp queries:  {}", gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY));
+    println!(
+        "workgroup storage:  {} KiB",
+        gpu.limits.max_compute_workgroup_storage_size >> 10
+    );
+    println!(
+        "timestamp queries:  {}",
+        gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    );
     println!("matmul kernel:      {:?}", engine.matmul_variant());
     Ok(())
 }

@@ -112,7 +112,19 @@ mod tests {
 
     #[test]
     fn size_classes_cover_request_with_bounded_waste() {
-        for bytes in [1u64, 4, 16, 17, 100, 1000, 4096, 4097, 1 << 20, (1 << 20) + 1, 123_456_789] {
+        for bytes in [
+            1u64,
+            4,
+            16,
+            17,
+            100,
+            1000,
+            4096,
+            4097,
+            1 << 20,
+            (1 << 20) + 1,
+            123_456_789,
+        ] {
             let c = size_class(bytes);
             assert!(c >= bytes, "{bytes} -> {c}");
             assert!(c as f64 <= (bytes.max(16) as f64) * 1.26, "{bytes} -> {c}");

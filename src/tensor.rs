@@ -44,7 +44,13 @@ pub struct Tensor(Rc<TensorData>);
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor#{}{:?}{:?}", self.id(), self.shape(), self.dtype())
+        write!(
+            f,
+            "Tensor#{}{:?}{:?}",
+            self.id(),
+            self.shape(),
+            self.dtype()
+        )
     }
 }
 
@@ -111,7 +117,9 @@ impl Tensor {
     /// call still see the old values.
     pub fn write(&self, data: &[f32]) -> Result<()> {
         check_len(data.len(), &self.0.shape)?;
-        self.0.engine.write(self.buffer(), 0, bytemuck::cast_slice(data))
+        self.0
+            .engine
+            .write(self.buffer(), 0, bytemuck::cast_slice(data))
     }
 
     /// Downloads the values; waits for the GPU.
@@ -119,7 +127,10 @@ impl Tensor {
         if self.dtype() != DType::F32 {
             return Err(Error::Invalid(format!("{self:?} is not f32")));
         }
-        let bytes = self.0.engine.read(self.buffer(), 0, self.numel() as u64 * 4)?;
+        let bytes = self
+            .0
+            .engine
+            .read(self.buffer(), 0, self.numel() as u64 * 4)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
@@ -127,7 +138,10 @@ impl Tensor {
         if self.dtype() != DType::U32 {
             return Err(Error::Invalid(format!("{self:?} is not u32")));
         }
-        let bytes = self.0.engine.read(self.buffer(), 0, self.numel() as u64 * 4)?;
+        let bytes = self
+            .0
+            .engine
+            .read(self.buffer(), 0, self.numel() as u64 * 4)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
@@ -165,7 +179,11 @@ impl Tensor {
     }
 
     pub(crate) fn buffer(&self) -> &wgpu::Buffer {
-        self.0.storage.buffer.as_ref().expect("storage buffer present until drop")
+        self.0
+            .storage
+            .buffer
+            .as_ref()
+            .expect("storage buffer present until drop")
     }
 
     /// The whole tensor as a binding.

@@ -22,7 +22,11 @@ pub fn bias_add(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     let max = engine.max_binding_words() as usize;
     for (start, len) in chunks(x.numel(), max) {
         let params = [len as u32, channels as u32, inner as u32, start as u32];
-        let bufs = [x.slice_elems(start, len), b.slice(), out.slice_elems(start, len)];
+        let bufs = [
+            x.slice_elems(start, len),
+            b.slice(),
+            out.slice_elems(start, len),
+        ];
         engine.dispatch_1d("bias", "bias_add", &[], &params, &bufs, len as u64)?;
     }
     let needs_db = b.requires_grad();

@@ -12,7 +12,14 @@ fn launch(entry: &str, inputs: &[&Tensor], out: &Tensor, scalar: u32) -> Result<
     for (start, len) in chunks(out.numel(), max) {
         let mut bufs: Vec<_> = inputs.iter().map(|t| t.slice_elems(start, len)).collect();
         bufs.push(out.slice_elems(start, len));
-        engine.dispatch_1d("elementwise", entry, &[], &[len as u32, scalar], &bufs, len as u64)?;
+        engine.dispatch_1d(
+            "elementwise",
+            entry,
+            &[],
+            &[len as u32, scalar],
+            &bufs,
+            len as u64,
+        )?;
     }
     Ok(())
 }
@@ -35,16 +42,18 @@ pub(crate) fn scale_raw(x: &Tensor, s: f32) -> Result<Tensor> {
 /// a + b (same shape).
 pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let out = binary_raw("add", a, b)?;
-    a.engine()
-        .record(&out, &[a, b], |dy| Ok(vec![Some(dy.clone()), Some(dy.clone())]));
+    a.engine().record(&out, &[a, b], |dy| {
+        Ok(vec![Some(dy.clone()), Some(dy.clone())])
+    });
     Ok(out)
 }
 
 /// a - b (same shape).
 pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let out = binary_raw("sub", a, b)?;
-    a.engine()
-        .record(&out, &[a, b], |dy| Ok(vec![Some(dy.clone()), Some(scale_raw(dy, -1.0)?)]));
+    a.engine().record(&out, &[a, b], |dy| {
+        Ok(vec![Some(dy.clone()), Some(scale_raw(dy, -1.0)?)])
+    });
     Ok(out)
 }
 
@@ -53,8 +62,16 @@ pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let out = binary_raw("mul", a, b)?;
     let (sa, sb) = (a.clone(), b.clone());
     a.engine().record(&out, &[a, b], move |dy| {
-        let da = if sa.requires_grad() { Some(binary_raw("mul", dy, &sb)?) } else { None };
-        let db = if sb.requires_grad() { Some(binary_raw("mul", dy, &sa)?) } else { None };
+        let da = if sa.requires_grad() {
+            Some(binary_raw("mul", dy, &sb)?)
+        } else {
+            None
+        };
+        let db = if sb.requires_grad() {
+            Some(binary_raw("mul", dy, &sa)?)
+        } else {
+            None
+        };
         Ok(vec![da, db])
     });
     Ok(out)

@@ -22,9 +22,21 @@ pub(crate) struct Gemm {
 }
 
 /// Records C = alpha·op(A)·op(B) + beta·C into an existing `c` (not on the tape).
-pub(crate) fn gemm_into(engine: &Engine, g: Gemm, a: &Tensor, b: &Tensor, c: &Tensor, alpha: f32, beta: f32) -> Result<()> {
+pub(crate) fn gemm_into(
+    engine: &Engine,
+    g: Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
     let max = engine.max_binding_words() as usize - 64;
-    let (a_len, b_len, c_len) = (g.batch * g.m * g.k, g.batch * g.k * g.n, g.batch * g.m * g.n);
+    let (a_len, b_len, c_len) = (
+        g.batch * g.m * g.k,
+        g.batch * g.k * g.n,
+        g.batch * g.m * g.n,
+    );
     if a_len <= max && b_len <= max && c_len <= max {
         return launch(engine, g, [a, b, c], [0, 0, 0], alpha, beta);
     }
@@ -48,7 +60,16 @@ pub(crate) fn gemm_into(engine: &Engine, g: Gemm, a: &Tensor, b: &Tensor, c: &Te
             let k = ks.min(g.k - k0);
             let part = Gemm { k, ..g };
             let beta_part = if k0 == 0 { beta } else { 1.0 };
-            launch_windows(engine, part, a, b, c, [k0 * g.m, k0 * g.n, 0], alpha, beta_part)?;
+            launch_windows(
+                engine,
+                part,
+                a,
+                b,
+                c,
+                [k0 * g.m, k0 * g.n, 0],
+                alpha,
+                beta_part,
+            )?;
             k0 += k;
         }
         return Ok(());
@@ -60,15 +81,38 @@ pub(crate) fn gemm_into(engine: &Engine, g: Gemm, a: &Tensor, b: &Tensor, c: &Te
 }
 
 #[allow(clippy::too_many_arguments)]
-fn launch_windows(engine: &Engine, g: Gemm, a: &Tensor, b: &Tensor, c: &Tensor, starts: [usize; 3], alpha: f32, beta: f32) -> Result<()> {
+fn launch_windows(
+    engine: &Engine,
+    g: Gemm,
+    a: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    starts: [usize; 3],
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
     let (sa, ba) = window(engine, a, starts[0], g.m * g.k);
     let (sb, bb) = window(engine, b, starts[1], g.k * g.n);
     let (sc, bc) = window(engine, c, starts[2], g.m * g.n);
     dispatch(engine, g, [sa, sb, sc], [ba, bb, bc], alpha, beta)
 }
 
-fn launch(engine: &Engine, g: Gemm, t: [&Tensor; 3], bases: [u32; 3], alpha: f32, beta: f32) -> Result<()> {
-    dispatch(engine, g, [t[0].slice(), t[1].slice(), t[2].slice()], bases, alpha, beta)
+fn launch(
+    engine: &Engine,
+    g: Gemm,
+    t: [&Tensor; 3],
+    bases: [u32; 3],
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    dispatch(
+        engine,
+        g,
+        [t[0].slice(), t[1].slice(), t[2].slice()],
+        bases,
+        alpha,
+        beta,
+    )
 }
 
 fn dispatch(
@@ -101,7 +145,11 @@ fn dispatch(
         ("TRANS_A", g.trans_a as u8 as f64),
         ("TRANS_B", g.trans_b as u8 as f64),
     ];
-    let grid = [g.n.div_ceil(tile) as u32, g.m.div_ceil(tile) as u32, g.batch as u32];
+    let grid = [
+        g.n.div_ceil(tile) as u32,
+        g.m.div_ceil(tile) as u32,
+        g.batch as u32,
+    ];
     engine.dispatch(shader, "matmul", &constants, &params, &bufs, grid)
 }
 
@@ -110,7 +158,9 @@ fn dims3(t: &Tensor) -> Result<(usize, usize, usize)> {
     match *t.shape() {
         [r, c] => Ok((1, r, c)),
         [b, r, c] => Ok((b, r, c)),
-        _ => Err(Error::Shape(format!("matmul operands must be 2-D or 3-D, got {t:?}"))),
+        _ => Err(Error::Shape(format!(
+            "matmul operands must be 2-D or 3-D, got {t:?}"
+        ))),
     }
 }
 
@@ -131,12 +181,27 @@ pub fn gemm(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tens
         )));
     }
     if m == 0 || n == 0 || k == 0 {
-        return Err(Error::Shape(format!("matmul with an empty dimension: {:?} · {:?}", a.shape(), b.shape())));
+        return Err(Error::Shape(format!(
+            "matmul with an empty dimension: {:?} · {:?}",
+            a.shape(),
+            b.shape()
+        )));
     }
     let engine = a.engine();
-    let shape: Vec<usize> = if a.dims() == 3 { vec![ba, m, n] } else { vec![m, n] };
+    let shape: Vec<usize> = if a.dims() == 3 {
+        vec![ba, m, n]
+    } else {
+        vec![m, n]
+    };
     let out = Tensor::empty(engine, &shape, DType::F32)?;
-    let g = Gemm { batch: ba, m, n, k, trans_a, trans_b };
+    let g = Gemm {
+        batch: ba,
+        m,
+        n,
+        k,
+        trans_a,
+        trans_b,
+    };
     gemm_into(engine, g, a, b, &out, 1.0, 0.0)?;
     let (sa, sb) = (a.clone(), b.clone());
     engine.record(&out, &[a, b], move |dc| {

@@ -47,7 +47,12 @@ pub(crate) fn check_same_shape(op: &str, a: &Tensor, b: &Tensor) -> Result<()> {
 /// A binding that covers elements `start..start + len` of `t`, beginning at the nearest legal
 /// (aligned) offset at or below `start`; returns it with the element offset of `start` inside it.
 /// Ops use it to split tensors larger than one binding into pieces.
-pub(crate) fn window<'a>(engine: &Engine, t: &'a Tensor, start: usize, len: usize) -> (BufSlice<'a>, u32) {
+pub(crate) fn window<'a>(
+    engine: &Engine,
+    t: &'a Tensor,
+    start: usize,
+    len: usize,
+) -> (BufSlice<'a>, u32) {
     let align = (engine.gpu().limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
     let aligned = start / align * align;
     let base = start - aligned;

@@ -12,7 +12,13 @@ use crate::tensor::{DType, Tensor};
 const TARGET_INVOCATIONS: usize = 16384;
 
 /// out[o, i] = scale * sum_a x[o, a, i] over a flat [outer, axis, inner] view of `x`.
-pub(crate) fn sum_raw(x: &Tensor, outer: usize, axis: usize, inner: usize, scale: f32) -> Result<Tensor> {
+pub(crate) fn sum_raw(
+    x: &Tensor,
+    outer: usize,
+    axis: usize,
+    inner: usize,
+    scale: f32,
+) -> Result<Tensor> {
     let engine = x.engine();
     let work = outer * inner;
     let chunk_len = if axis >= 128 && work < TARGET_INVOCATIONS {
@@ -24,7 +30,15 @@ pub(crate) fn sum_raw(x: &Tensor, outer: usize, axis: usize, inner: usize, scale
     let chunks = axis.div_ceil(chunk_len.max(1)).max(1);
     let out = Tensor::empty(engine, &[outer * chunks * inner], DType::F32)?;
     let s = if chunks == 1 { scale } else { 1.0 };
-    launch("sum_axis", engine, x, &out, [outer, axis, inner], [chunk_len, chunks], s)?;
+    launch(
+        "sum_axis",
+        engine,
+        x,
+        &out,
+        [outer, axis, inner],
+        [chunk_len, chunks],
+        s,
+    )?;
     if chunks == 1 {
         return Ok(out);
     }
@@ -32,10 +46,24 @@ pub(crate) fn sum_raw(x: &Tensor, outer: usize, axis: usize, inner: usize, scale
 }
 
 /// out[o, a, i] = scale * dy[o, i]: the gradient of `sum_raw`.
-pub(crate) fn broadcast_raw(dy: &Tensor, outer: usize, axis: usize, inner: usize, scale: f32) -> Result<Tensor> {
+pub(crate) fn broadcast_raw(
+    dy: &Tensor,
+    outer: usize,
+    axis: usize,
+    inner: usize,
+    scale: f32,
+) -> Result<Tensor> {
     let engine = dy.engine();
     let out = Tensor::empty(engine, &[outer * axis * inner], DType::F32)?;
-    launch("broadcast_axis", engine, dy, &out, [outer, axis, inner], [axis, 1], scale)?;
+    launch(
+        "broadcast_axis",
+        engine,
+        dy,
+        &out,
+        [outer, axis, inner],
+        [axis, 1],
+        scale,
+    )?;
     Ok(out)
 }
 
@@ -79,7 +107,14 @@ fn launch(
             xb,
             ob,
         ];
-        engine.dispatch_1d("reduce", entry, &[], &params, &[xs, os], (n * out_slab) as u64)?;
+        engine.dispatch_1d(
+            "reduce",
+            entry,
+            &[],
+            &params,
+            &[xs, os],
+            (n * out_slab) as u64,
+        )?;
         o0 += n;
     }
     Ok(())
@@ -90,14 +125,20 @@ fn axis_view(x: &Tensor, axis: usize) -> Result<(usize, usize, usize)> {
         return Err(Error::Shape(format!("axis {axis} out of range for {x:?}")));
     }
     let s = x.shape();
-    Ok((s[..axis].iter().product(), s[axis], s[axis + 1..].iter().product()))
+    Ok((
+        s[..axis].iter().product(),
+        s[axis],
+        s[axis + 1..].iter().product(),
+    ))
 }
 
 fn reduce_axis(x: &Tensor, axis: usize, mean: bool) -> Result<Tensor> {
     check_f32("sum_axis", &[x])?;
     let (outer, len, inner) = axis_view(x, axis)?;
     if len == 0 {
-        return Err(Error::Shape(format!("reducing over an empty axis of {x:?}")));
+        return Err(Error::Shape(format!(
+            "reducing over an empty axis of {x:?}"
+        )));
     }
     let scale = if mean { 1.0 / len as f32 } else { 1.0 };
     let mut shape = x.shape().to_vec();
@@ -105,7 +146,9 @@ fn reduce_axis(x: &Tensor, axis: usize, mean: bool) -> Result<Tensor> {
     let out = sum_raw(x, outer, len, inner, scale)?.view(&shape)?;
     let in_shape = x.shape().to_vec();
     x.engine().record(&out, &[x], move |dy| {
-        Ok(vec![Some(broadcast_raw(dy, outer, len, inner, scale)?.view(&in_shape)?)])
+        Ok(vec![Some(
+            broadcast_raw(dy, outer, len, inner, scale)?.view(&in_shape)?,
+        )])
     });
     Ok(out)
 }
