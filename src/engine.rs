@@ -58,6 +58,8 @@ const PARAM_SLOT: u64 = 256;
 pub const MAX_PARAM_WORDS: usize = 32;
 
 struct Recorder {
+    /// Set while `time_gpu` runs: the next pass opened writes begin/end timestamps here.
+    timer: Option<wgpu::QuerySet>,
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
     params: Vec<u8>,
@@ -145,6 +147,7 @@ impl Engine {
             pool: RefCell::new(BufferPool::new()),
             kernels: RefCell::new(KernelCache::default()),
             rec: RefCell::new(Recorder {
+                timer: None,
                 encoder: None,
                 pass: None,
                 params: Vec::new(),
@@ -390,11 +393,20 @@ impl Engine {
             rec.encoder = Some(device.create_command_encoder(&Default::default()));
         }
         if rec.pass.is_none() {
+            let timer = rec.timer.take();
             let enc = rec.encoder.as_mut().expect("encoder just created");
             let pass = enc
-                .begin_compute_pass(&wgpu::ComputePassDescriptor::default())
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: timer.as_ref().map(|q| wgpu::ComputePassTimestampWrites {
+                        query_set: q,
+                        beginning_of_pass_write_index: Some(0),
+                        end_of_pass_write_index: Some(1),
+                    }),
+                })
                 .forget_lifetime();
             rec.pass = Some(pass);
+            rec.timer = timer;
         }
         let pass = rec.pass.as_mut().expect("pass just opened");
         pass.set_pipeline(&kernel.pipeline);
@@ -545,6 +557,61 @@ impl Engine {
             .or_default()
             .push(staging);
         Ok(data)
+    }
+}
+
+impl Engine {
+    /// Runs `f` (which records dispatches) and measures the GPU time of what it recorded, with
+    /// timestamp queries where the adapter has them and the wall clock around a sync otherwise.
+    /// Returns `f`'s result and the seconds, and whether timestamps were used.
+    pub fn time_gpu<R>(&self, f: impl FnOnce() -> Result<R>) -> Result<(R, f64, bool)> {
+        self.sync()?;
+        let has_ts = self
+            .0
+            .gpu
+            .features
+            .contains(wgpu::Features::TIMESTAMP_QUERY);
+        if !has_ts {
+            let t0 = std::time::Instant::now();
+            let r = f()?;
+            self.sync()?;
+            return Ok((r, t0.elapsed().as_secs_f64(), false));
+        }
+        let device = &self.0.gpu.device;
+        let query = device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("timer"),
+            ty: wgpu::QueryType::Timestamp,
+            count: 2,
+        });
+        self.0.rec.borrow_mut().timer = Some(query.clone());
+        let submits_before = self.record_stats().submits;
+        let t0 = std::time::Instant::now();
+        let r = f()?;
+        let split = self.record_stats().submits != submits_before;
+        let resolve = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timer resolve"),
+            size: 16,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        {
+            let mut rec = self.0.rec.borrow_mut();
+            rec.timer = None;
+            rec.pass = None;
+            if let Some(enc) = rec.encoder.as_mut() {
+                enc.resolve_query_set(&query, 0..2, &resolve, 0);
+            }
+        }
+        let bytes = self.read(&resolve, 0, 16)?;
+        let wall = t0.elapsed().as_secs_f64();
+        if split {
+            // The work spanned several submits: one pass's timestamps would undercount it.
+            return Ok((r, wall, false));
+        }
+        let ticks: [u64; 2] = bytemuck::pod_read_unaligned(&bytes);
+        let period_ns = self.0.gpu.queue.get_timestamp_period() as f64;
+        let secs = ticks[1].saturating_sub(ticks[0]) as f64 * period_ns * 1e-9;
+        Ok((r, secs, true))
     }
 }
 

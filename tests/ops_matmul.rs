@@ -112,6 +112,11 @@ const SHAPES: &[(usize, usize, usize, usize)] = &[
     (1, 65, 33, 9),
     (1, 257, 7, 33),
     (3, 7, 33, 9),
+    // Multiples of 4 on the contiguous axes: the vec4 barrier-free kernel, with edge blocks.
+    (1, 4, 4, 4),
+    (1, 36, 20, 12),
+    (1, 132, 68, 8),
+    (2, 8, 12, 4),
 ];
 
 fn all_shapes(variant: MatmulVariant) {
@@ -148,6 +153,8 @@ fn operands_larger_than_a_binding_are_split() {
         let mut rng = Rng::new(22);
         check_gemm(&e, &mut rng, 1, 300, 7, 33, false, false);
         check_gemm(&e, &mut rng, 1, 9, 7, 300, true, false);
+        check_gemm(&e, &mut rng, 1, 300, 8, 32, false, false);
+        check_gemm(&e, &mut rng, 1, 12, 8, 300, true, false);
     }
 }
 

@@ -125,6 +125,7 @@ fn dispatch(
 ) -> Result<()> {
     let (shader, tile) = match engine.matmul_variant() {
         MatmulVariant::Tiled => ("matmul_tiled", 64),
+        _ if vec4_ok(g, bases) => ("matmul_vec4", 64),
         _ => ("matmul_blocked", 32),
     };
     let params = [
@@ -151,6 +152,15 @@ fn dispatch(
         g.batch as u32,
     ];
     engine.dispatch(shader, "matmul", &constants, &params, &bufs, grid)
+}
+
+/// Whether the vec4 barrier-free kernel can read this product's operands as vec4 rows.
+fn vec4_ok(g: Gemm, bases: [u32; 3]) -> bool {
+    g.k % 4 == 0
+        && (!g.trans_a || g.m % 4 == 0)
+        && (g.trans_b || g.n % 4 == 0)
+        && bases[0] % 4 == 0
+        && bases[1] % 4 == 0
 }
 
 /// Reads (batch, rows, cols) of a 2-D or 3-D operand.
