@@ -156,11 +156,11 @@ fn dispatch(
 
 /// Whether the vec4 barrier-free kernel can read this product's operands as vec4 rows.
 fn vec4_ok(g: Gemm, bases: [u32; 3]) -> bool {
-    g.k % 4 == 0
-        && (!g.trans_a || g.m % 4 == 0)
-        && (g.trans_b || g.n % 4 == 0)
-        && bases[0] % 4 == 0
-        && bases[1] % 4 == 0
+    g.k.is_multiple_of(4)
+        && (!g.trans_a || g.m.is_multiple_of(4))
+        && (g.trans_b || g.n.is_multiple_of(4))
+        && bases[0].is_multiple_of(4)
+        && bases[1].is_multiple_of(4)
 }
 
 /// Reads (batch, rows, cols) of a 2-D or 3-D operand.
