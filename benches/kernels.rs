@@ -23,6 +23,7 @@ fn random(e: &Engine, rng: &mut Rng, shape: &[usize]) -> Tensor {
     Tensor::from_slice(e, &v, shape).expect("upload")
 }
 
+#[allow(clippy::too_many_arguments)] // the numbers that define one product
 fn matmul_case(
     e: &Engine,
     rng: &mut Rng,
