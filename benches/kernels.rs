@@ -1,9 +1,10 @@
-//! Kernel throughput: `cargo bench --bench kernels [-- FILTER] [--samples N]`.
+//! Kernel throughput: `cargo bench --bench kernels [-- FILTER] [--samples N] [--batch N]`.
 //!
 //! For each kernel and shape: the median GPU time over N runs (20 by default) after warm-up,
 //! measured with timestamp queries where the adapter has them (wall clock around a sync otherwise),
 //! and GFLOP/s (matmul) or GB/s (memory-bound kernels, counting bytes read and written once).
 
+use byol::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight};
 use byol::ops::{self, matmul::gemm};
 use byol::rng::Rng;
 use byol::{Engine, EngineOptions, MatmulVariant, Tensor};
@@ -49,6 +50,71 @@ fn matmul_case(
         compute_bound: true,
         run: Box::new(move || gemm(&a, &b, ta, tb)),
     }
+}
+
+/// The distinct convolutions of ResNet-18: (label, C, O, kernel, stride, pad, input size).
+fn resnet_convs(
+    input: usize,
+    imagenet_stem: bool,
+) -> Vec<(String, usize, usize, usize, usize, usize, usize)> {
+    let mut v = Vec::new();
+    let mut size = input;
+    if imagenet_stem {
+        v.push(("stem 7x7/2".to_string(), 3, 64, 7, 2, 3, size));
+        size = size / 2 / 2; // stride-2 conv, then the 3x3/2 max pool
+    } else {
+        v.push(("stem 3x3".to_string(), 3, 64, 3, 1, 1, size));
+    }
+    v.push(("layer1 3x3".into(), 64, 64, 3, 1, 1, size));
+    let mut c = 64;
+    for (layer, o) in [(2, 128), (3, 256), (4, 512)] {
+        v.push((format!("layer{layer} 3x3/2"), c, o, 3, 2, 1, size));
+        v.push((format!("layer{layer} 1x1/2 shortcut"), c, o, 1, 2, 0, size));
+        size = size.div_ceil(2);
+        v.push((format!("layer{layer} 3x3"), o, o, 3, 1, 1, size));
+        c = o;
+    }
+    v
+}
+
+fn conv_cases(e: &Engine, r: &mut Rng, batch: usize) -> Vec<Case> {
+    let mut v = Vec::new();
+    for (input, imagenet) in [(96, true), (32, false)] {
+        for (label, c, o, k, stride, pad, size) in resnet_convs(input, imagenet) {
+            let x = random(e, r, &[batch, c, size, size]);
+            let w = random(e, r, &[o, c, k, k]);
+            let out = (size + 2 * pad - k) / stride + 1;
+            let flops = 2.0 * (batch * o * out * out * c * k * k) as f64;
+            let shape = format!("{input}px b{batch} {label} {c}->{o} @{size}");
+            let (x1, w1) = (x.clone(), w.clone());
+            v.push(Case {
+                name: "conv2d fwd".into(),
+                shape: shape.clone(),
+                work: flops,
+                compute_bound: true,
+                run: Box::new(move || ops::conv2d(&x1, &w1, None, stride, pad)),
+            });
+            // Backward passes alone, from a fixed output gradient.
+            let dy = random(e, r, &[batch, o, out, out]);
+            let (w2, dy2, xs) = (w.clone(), dy.clone(), x.shape().to_vec());
+            v.push(Case {
+                name: "conv2d bwd-input".into(),
+                shape: shape.clone(),
+                work: flops,
+                compute_bound: true,
+                run: Box::new(move || conv2d_backward_input(&xs, &w2, &dy2, stride, pad)),
+            });
+            let ws = w.shape().to_vec();
+            v.push(Case {
+                name: "conv2d bwd-weight".into(),
+                shape,
+                work: flops,
+                compute_bound: true,
+                run: Box::new(move || conv2d_backward_weight(&x, &ws, &dy, stride, pad)),
+            });
+        }
+    }
+    v
 }
 
 fn cases(e: &Engine) -> Vec<Case> {
@@ -124,6 +190,7 @@ fn main() {
     let mut samples = 20usize;
     let mut filter: Option<String> = None;
     let mut variant = MatmulVariant::Auto;
+    let mut batch = 256usize;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -134,6 +201,14 @@ fn main() {
                     .get(i)
                     .and_then(|s| s.parse::<usize>().ok())
                     .expect("--samples N")
+                    .max(1);
+            }
+            "--batch" => {
+                i += 1;
+                batch = args
+                    .get(i)
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .expect("--batch N")
                     .max(1);
             }
             "--matmul" => {
@@ -164,7 +239,9 @@ fn main() {
     );
     println!("| kernel | shape | median | throughput | timer |");
     println!("|---|---|---|---|---|");
-    for case in cases(&engine) {
+    let mut all = cases(&engine);
+    all.extend(conv_cases(&engine, &mut Rng::new(2), batch));
+    for case in all {
         let label = format!("{} {}", case.name, case.shape).to_lowercase();
         if filter.as_ref().is_some_and(|f| !label.contains(f)) {
             continue;

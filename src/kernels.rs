@@ -14,12 +14,26 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("elementwise", include_str!("../shaders/elementwise.wgsl")),
     ("reduce", include_str!("../shaders/reduce.wgsl")),
     ("bias", include_str!("../shaders/bias.wgsl")),
+    ("l2_normalize", include_str!("../shaders/l2_normalize.wgsl")),
+    ("byol_loss", include_str!("../shaders/byol_loss.wgsl")),
+    (
+        "cross_entropy",
+        include_str!("../shaders/cross_entropy.wgsl"),
+    ),
+    ("info_nce", include_str!("../shaders/info_nce.wgsl")),
+    ("concat", include_str!("../shaders/concat.wgsl")),
+    ("moments", include_str!("../shaders/moments.wgsl")),
+    ("batch_norm", include_str!("../shaders/batch_norm.wgsl")),
+    ("group_norm", include_str!("../shaders/group_norm.wgsl")),
+    ("conv2d", include_str!("../shaders/conv2d.wgsl")),
+    ("pooling", include_str!("../shaders/pooling.wgsl")),
     (
         "matmul_blocked",
         include_str!("../shaders/matmul_blocked.wgsl"),
     ),
     ("matmul_tiled", include_str!("../shaders/matmul_tiled.wgsl")),
     ("matmul_vec4", include_str!("../shaders/matmul_vec4.wgsl")),
+    ("optim", include_str!("../shaders/optim.wgsl")),
 ];
 
 pub fn shader_source(name: &str) -> Result<&'static str> {

@@ -1,7 +1,9 @@
 //! GPU tensors: a shape, an element type and a pooled buffer.
 //!
 //! Tensors are immutable values from the tape's point of view: every op makes a new one. Reshape
-//! shares the buffer. A tensor's buffer returns to the pool when its last handle drops.
+//! shares the buffer. A tensor may also start at an element offset inside a shared buffer (the
+//! parameters of a `ParamSet` live in one arena); bindings, uploads and downloads add that offset.
+//! A tensor's buffer returns to the pool when its last handle drops.
 
 use crate::engine::{BufSlice, Engine};
 use crate::error::{Error, Result};
@@ -35,6 +37,8 @@ pub(crate) struct TensorData {
     shape: Vec<usize>,
     dtype: DType,
     storage: Rc<Storage>,
+    /// Where this tensor starts inside its storage, in elements.
+    offset: usize,
     requires_grad: Cell<bool>,
     engine: Engine,
 }
@@ -75,6 +79,7 @@ impl Tensor {
                 buffer: Some(buffer),
                 engine: engine.clone(),
             }),
+            offset: 0,
             requires_grad: Cell::new(false),
             engine: engine.clone(),
         }))
@@ -117,9 +122,11 @@ impl Tensor {
     /// call still see the old values.
     pub fn write(&self, data: &[f32]) -> Result<()> {
         check_len(data.len(), &self.0.shape)?;
-        self.0
-            .engine
-            .write(self.buffer(), 0, bytemuck::cast_slice(data))
+        self.0.engine.write(
+            self.buffer(),
+            self.byte_offset(),
+            bytemuck::cast_slice(data),
+        )
     }
 
     /// Downloads the values; waits for the GPU.
@@ -127,10 +134,10 @@ impl Tensor {
         if self.dtype() != DType::F32 {
             return Err(Error::Invalid(format!("{self:?} is not f32")));
         }
-        let bytes = self
-            .0
-            .engine
-            .read(self.buffer(), 0, self.numel() as u64 * 4)?;
+        let bytes =
+            self.0
+                .engine
+                .read(self.buffer(), self.byte_offset(), self.numel() as u64 * 4)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
@@ -138,10 +145,10 @@ impl Tensor {
         if self.dtype() != DType::U32 {
             return Err(Error::Invalid(format!("{self:?} is not u32")));
         }
-        let bytes = self
-            .0
-            .engine
-            .read(self.buffer(), 0, self.numel() as u64 * 4)?;
+        let bytes =
+            self.0
+                .engine
+                .read(self.buffer(), self.byte_offset(), self.numel() as u64 * 4)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
@@ -196,7 +203,7 @@ impl Tensor {
     pub fn slice_elems(&self, start: usize, len: usize) -> BufSlice<'_> {
         BufSlice {
             buffer: self.buffer(),
-            offset: start as u64 * 4,
+            offset: self.byte_offset() + start as u64 * 4,
             size: (len.max(1) as u64) * 4,
         }
     }
@@ -211,9 +218,46 @@ impl Tensor {
             shape: shape.to_vec(),
             dtype: self.0.dtype,
             storage: self.0.storage.clone(),
+            offset: self.0.offset,
             requires_grad: Cell::new(false),
             engine: self.0.engine.clone(),
         })))
+    }
+
+    /// A tensor of `shape` over this one's elements `start..start + numel(shape)`, sharing the
+    /// storage (no copy). Callers keep `start` aligned to the storage offset alignment so the new
+    /// tensor can be bound from its first element.
+    pub(crate) fn sub_tensor(&self, start: usize, shape: &[usize]) -> Result<Tensor> {
+        if start + numel(shape) > self.numel() {
+            return Err(Error::Shape(format!(
+                "elements {start}..{} of {self:?} are out of range",
+                start + numel(shape)
+            )));
+        }
+        Ok(Tensor(Rc::new(TensorData {
+            id: self.0.engine.next_id(),
+            shape: shape.to_vec(),
+            dtype: self.0.dtype,
+            storage: self.0.storage.clone(),
+            offset: self.0.offset + start,
+            requires_grad: Cell::new(false),
+            engine: self.0.engine.clone(),
+        })))
+    }
+
+    /// Where this tensor starts inside its buffer, in elements.
+    pub(crate) fn elem_offset(&self) -> usize {
+        self.0.offset
+    }
+
+    fn byte_offset(&self) -> u64 {
+        self.0.offset as u64 * 4
+    }
+
+    /// Whether both tensors live in the same buffer (a kernel must not bind one buffer both
+    /// read-only and writable).
+    pub(crate) fn shares_storage(&self, other: &Tensor) -> bool {
+        Rc::ptr_eq(&self.0.storage, &other.0.storage)
     }
 
     /// A tensor of the same shape and type with fresh storage (NaN-poisoned under test options).

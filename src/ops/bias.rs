@@ -32,16 +32,27 @@ pub fn bias_add(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     let needs_db = b.requires_grad();
     engine.record(&out, &[x, b], move |dy| {
         let db = if needs_db {
-            let per_channel = if inner > 1 {
-                sum_raw(dy, outer * channels, inner, 1, 1.0)?
-            } else {
-                dy.clone()
-            };
-            Some(sum_raw(&per_channel, 1, outer, channels, 1.0)?.view(&[channels])?)
+            Some(channel_sum(dy, outer, channels, inner)?)
         } else {
             None
         };
         Ok(vec![Some(dy.clone()), db])
     });
     Ok(out)
+}
+
+/// Sum of a [outer, channels, inner] tensor over outer and inner: the gradient of a per-channel
+/// bias, shape [channels].
+pub(crate) fn channel_sum(
+    dy: &Tensor,
+    outer: usize,
+    channels: usize,
+    inner: usize,
+) -> Result<Tensor> {
+    let per_channel = if inner > 1 {
+        sum_raw(dy, outer * channels, inner, 1, 1.0)?
+    } else {
+        dy.clone()
+    };
+    sum_raw(&per_channel, 1, outer, channels, 1.0)?.view(&[channels])
 }

@@ -1,15 +1,41 @@
 //! Differentiable ops. Each file holds one op family: its forward, its backward and the shapes it
 //! accepts, next to its shader in `shaders/`.
 
+pub mod batch_norm;
 pub mod bias;
+pub mod byol_loss;
+pub mod concat;
+pub mod conv2d;
+pub mod cross_entropy;
 pub mod elementwise;
+pub mod group_norm;
+pub mod info_nce;
+pub mod l2_normalize;
+pub mod layer_norm;
 pub mod matmul;
+mod moments;
+pub mod optim;
+pub mod pooling;
 pub mod reduce;
+pub mod weight_std;
 
+pub use batch_norm::{batch_norm, BatchNormState};
 pub use bias::bias_add;
+pub use byol_loss::byol_loss;
+pub use concat::{concat0, narrow0, split0};
+pub use conv2d::conv2d;
+pub use cross_entropy::{check_targets, cross_entropy, upload_targets};
 pub use elementwise::{add, mul, relu, scale, sub};
+pub use group_norm::group_norm;
+pub use info_nce::{info_nce, queue_push};
+pub use l2_normalize::l2_normalize;
+pub use layer_norm::layer_norm;
 pub use matmul::{matmul, matmul_nt, matmul_tn};
+pub use moments::NORM_EPS;
+pub use optim::{ema_update, ema_update_tensors, Lars, Sgd};
+pub use pooling::{global_avg_pool, max_pool2d};
 pub use reduce::{mean, mean_axis, sum, sum_axis};
+pub use weight_std::weight_std;
 
 use crate::engine::{BufSlice, Engine};
 use crate::error::{Error, Result};

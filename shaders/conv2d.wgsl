@@ -1,0 +1,214 @@
+// 2-D convolution, NCHW, as implicit GEMM with 8x8 register blocks and no workgroup memory:
+// no im2col buffer is ever materialized; each invocation gathers the input window it needs.
+//   forward:          y[n,o,p]   = sum_{c,i,j} w[o,c,i,j] * x[n,c,window(p,i,j)]  (+ bias[o])
+//                     GEMM M = O, N = batch*OH*OW pixels, K = C*KH*KW
+//   backward_input:   dx[n,c,q]  = sum_{o,i,j} w[o,c,i,j] * dy[n,o,p(q,i,j)]  where p is integral
+//                     GEMM M = C, N = batch*H*W pixels, K = O*KH*KW
+//   backward_weight:  dw[o,c,i,j] = sum_{n,p} dy[n,o,p] * x[n,c,window(p,i,j)]
+//                     GEMM M = O, N = C*KH*KW, K = batch*OH*OW, split over K into `splits`
+//                     partial sums (grid z) that a deterministic reduction adds up afterwards.
+// Out-of-range rows/columns of a block read clamped (valid) addresses and are never stored.
+
+struct Params {
+    batch: u32,
+    c: u32,
+    h: u32,
+    w: u32,
+    o: u32,
+    kh: u32,
+    kw: u32,
+    stride: u32,
+    pad: u32,
+    oh: u32,
+    ow: u32,
+    // Element offsets of this launch inside its x / y bindings (batch-split launches).
+    x_base: u32,
+    y_base: u32,
+    has_bias: u32,
+    // backward_weight: pixels per split.
+    k_chunk: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> wt: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+// Bindings of the backward passes.
+@group(0) @binding(5) var<storage, read> dy: array<f32>;
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dw: array<f32>;
+
+@compute @workgroup_size(8, 8, 1)
+fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let pixels = p.batch * p.oh * p.ow;
+    let p0 = gid.x * 8u;
+    let o0 = gid.y * 8u;
+    if p0 >= pixels || o0 >= p.o { return; }
+    let hw = p.h * p.w;
+    let ksz = p.kh * p.kw;
+    // Per output pixel of the block: where its input window starts.
+    var xb: array<u32, 8>;
+    var ih0: array<i32, 8>;
+    var iw0: array<i32, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        let q = min(p0 + j, pixels - 1u);
+        let n = q / (p.oh * p.ow);
+        let r = q % (p.oh * p.ow);
+        xb[j] = p.x_base + n * p.c * hw;
+        ih0[j] = i32((r / p.ow) * p.stride) - i32(p.pad);
+        iw0[j] = i32((r % p.ow) * p.stride) - i32(p.pad);
+    }
+    var orow: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) { orow[i] = min(o0 + i, p.o - 1u) * p.c * ksz; }
+    var acc: array<array<f32, 8>, 8>;
+    for (var c = 0u; c < p.c; c++) {
+        for (var ki = 0u; ki < p.kh; ki++) {
+            for (var kj = 0u; kj < p.kw; kj++) {
+                let kidx = (c * p.kh + ki) * p.kw + kj;
+                var xv: array<f32, 8>;
+                for (var j = 0u; j < 8u; j++) {
+                    let ih = ih0[j] + i32(ki);
+                    let iw = iw0[j] + i32(kj);
+                    let inside = ih >= 0 && iw >= 0 && u32(ih) < p.h && u32(iw) < p.w;
+                    let idx = xb[j] + c * hw + u32(max(ih, 0)) * p.w + u32(max(iw, 0));
+                    xv[j] = select(0.0, x[select(xb[j], idx, inside)], inside);
+                }
+                for (var i = 0u; i < 8u; i++) {
+                    let wv = wt[orow[i] + kidx];
+                    for (var j = 0u; j < 8u; j++) { acc[i][j] = fma(wv, xv[j], acc[i][j]); }
+                }
+            }
+        }
+    }
+    let ohw = p.oh * p.ow;
+    for (var i = 0u; i < 8u; i++) {
+        let o = o0 + i;
+        if o >= p.o { break; }
+        var b = 0.0;
+        if p.has_bias != 0u { b = bias[o]; }
+        for (var j = 0u; j < 8u; j++) {
+            let q = p0 + j;
+            if q >= pixels { break; }
+            let n = q / ohw;
+            y[p.y_base + (n * p.o + o) * ohw + q % ohw] = acc[i][j] + b;
+        }
+    }
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let hw = p.h * p.w;
+    let pixels = p.batch * hw;
+    let q0 = gid.x * 8u;
+    let c0 = gid.y * 8u;
+    if q0 >= pixels || c0 >= p.c { return; }
+    let ohw = p.oh * p.ow;
+    let ksz = p.kh * p.kw;
+    var db: array<u32, 8>;
+    var ih: array<i32, 8>;
+    var iw: array<i32, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        let q = min(q0 + j, pixels - 1u);
+        let n = q / hw;
+        let r = q % hw;
+        db[j] = p.y_base + n * p.o * ohw;
+        ih[j] = i32(r / p.w) + i32(p.pad);
+        iw[j] = i32(r % p.w) + i32(p.pad);
+    }
+    var crow: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) { crow[i] = min(c0 + i, p.c - 1u) * ksz; }
+    let s = i32(p.stride);
+    var acc: array<array<f32, 8>, 8>;
+    for (var o = 0u; o < p.o; o++) {
+        for (var ki = 0u; ki < p.kh; ki++) {
+            for (var kj = 0u; kj < p.kw; kj++) {
+                var gv: array<f32, 8>;
+                for (var j = 0u; j < 8u; j++) {
+                    // The output pixel whose window puts tap (ki, kj) on this input pixel.
+                    let th = ih[j] - i32(ki);
+                    let tw = iw[j] - i32(kj);
+                    let ohi = th / s;
+                    let owi = tw / s;
+                    let hit = th >= 0 && tw >= 0 && th % s == 0 && tw % s == 0
+                        && u32(ohi) < p.oh && u32(owi) < p.ow;
+                    let idx = db[j] + o * ohw + u32(max(ohi, 0)) * p.ow + u32(max(owi, 0));
+                    gv[j] = select(0.0, dy[select(db[j], idx, hit)], hit);
+                }
+                let kidx = o * p.c * ksz + ki * p.kw + kj;
+                for (var i = 0u; i < 8u; i++) {
+                    let wv = wt[kidx + crow[i]];
+                    for (var j = 0u; j < 8u; j++) { acc[i][j] = fma(wv, gv[j], acc[i][j]); }
+                }
+            }
+        }
+    }
+    for (var i = 0u; i < 8u; i++) {
+        let c = c0 + i;
+        if c >= p.c { break; }
+        for (var j = 0u; j < 8u; j++) {
+            let q = q0 + j;
+            if q >= pixels { break; }
+            let n = q / hw;
+            dx[p.x_base + (n * p.c + c) * hw + q % hw] = acc[i][j];
+        }
+    }
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let ksz = p.kh * p.kw;
+    let cols = p.c * ksz;
+    let e0 = gid.x * 8u;
+    let o0 = gid.y * 8u;
+    let split = gid.z;
+    if e0 >= cols || o0 >= p.o { return; }
+    let hw = p.h * p.w;
+    let ohw = p.oh * p.ow;
+    let pixels = p.batch * ohw;
+    // The weight elements (c, ki, kj) of this block.
+    var xc: array<u32, 8>;
+    var ki: array<i32, 8>;
+    var kj: array<i32, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        let e = min(e0 + j, cols - 1u);
+        xc[j] = (e / ksz) * hw;
+        ki[j] = i32((e % ksz) / p.kw);
+        kj[j] = i32(e % p.kw);
+    }
+    var orow: array<u32, 8>;
+    for (var i = 0u; i < 8u; i++) { orow[i] = min(o0 + i, p.o - 1u) * ohw; }
+    let q_start = split * p.k_chunk;
+    let q_end = min(q_start + p.k_chunk, pixels);
+    var acc: array<array<f32, 8>, 8>;
+    for (var q = q_start; q < q_end; q++) {
+        let n = q / ohw;
+        let r = q % ohw;
+        let ih0 = i32((r / p.ow) * p.stride) - i32(p.pad);
+        let iw0 = i32((r % p.ow) * p.stride) - i32(p.pad);
+        let xn = p.x_base + n * p.c * hw;
+        let dn = p.y_base + n * p.o * ohw + r;
+        var xv: array<f32, 8>;
+        for (var j = 0u; j < 8u; j++) {
+            let ih = ih0 + ki[j];
+            let iw = iw0 + kj[j];
+            let inside = ih >= 0 && iw >= 0 && u32(ih) < p.h && u32(iw) < p.w;
+            let idx = xn + xc[j] + u32(max(ih, 0)) * p.w + u32(max(iw, 0));
+            xv[j] = select(0.0, x[select(xn, idx, inside)], inside);
+        }
+        for (var i = 0u; i < 8u; i++) {
+            let g = dy[dn + orow[i]];
+            for (var j = 0u; j < 8u; j++) { acc[i][j] = fma(g, xv[j], acc[i][j]); }
+        }
+    }
+    let part = split * p.o * cols;
+    for (var i = 0u; i < 8u; i++) {
+        let o = o0 + i;
+        if o >= p.o { break; }
+        for (var j = 0u; j < 8u; j++) {
+            let e = e0 + j;
+            if e >= cols { break; }
+            dw[part + o * cols + e] = acc[i][j];
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Batch norm of [N, C] and [N, C, H, W] (any [N, C, ...]) inputs (shaders/batch_norm.wgsl),
+//! training and eval, forward and backward.
+//!
+//! The input is viewed as [N, C, inner]; statistics are per channel over N and inner (two-pass, from
+//! `moments`). Training normalizes with the batch's biased variance and updates the running
+//! statistics in place with its unbiased variance, as PyTorch does. The backward is the fused form:
+//! one per-channel reduction of dy and dy * xhat, then one elementwise pass.
+
+use super::check_f32;
+use super::moments::{
+    check_affine, check_eps, group_grad_sums, group_stats, run_chunked, Bind, GroupView, NORM_EPS,
+};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+
+/// The running statistics of one batch-norm layer. They are plain tensors (not on the tape) that
+/// training-mode calls update in place: running = (1 - momentum) * running + momentum * batch.
+pub struct BatchNormState {
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub momentum: f32,
+    pub eps: f32,
+}
+
+impl BatchNormState {
+    /// PyTorch's starting point: running mean 0, running variance 1, momentum 0.1, eps 1e-5.
+    pub fn new(engine: &Engine, channels: usize) -> Result<BatchNormState> {
+        Ok(BatchNormState {
+            running_mean: Tensor::zeros(engine, &[channels])?,
+            running_var: Tensor::full(engine, 1.0, &[channels])?,
+            momentum: 0.1,
+            eps: NORM_EPS,
+        })
+    }
+}
+
+/// Parameter words of batch_norm.wgsl after the (length, start) pair `run_chunked` fills in.
+fn params(
+    c: usize,
+    inner: usize,
+    count: usize,
+    gamma: bool,
+    beta: bool,
+    st: &BatchNormState,
+) -> [u32; 9] {
+    [
+        0,
+        0,
+        c as u32,
+        inner as u32,
+        (count as f32).to_bits(),
+        gamma as u32,
+        beta as u32,
+        st.momentum.to_bits(),
+        st.eps.to_bits(),
+    ]
+}
+
+fn check(
+    x: &Tensor,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    st: &BatchNormState,
+) -> Result<GroupView> {
+    let op = "batch_norm";
+    check_f32(op, &[x, &st.running_mean, &st.running_var])?;
+    if x.dims() < 2 || x.numel() == 0 {
+        return Err(Error::Shape(format!(
+            "{op}: input {:?} must be a non-empty [N, C] or [N, C, H, W]",
+            x.shape()
+        )));
+    }
+    let s = x.shape();
+    let view = GroupView {
+        outer: s[0],
+        groups: s[1],
+        inner: s[2..].iter().product(),
+    };
+    check_affine(op, "gamma", gamma, view.groups)?;
+    check_affine(op, "beta", beta, view.groups)?;
+    check_affine(op, "running mean", Some(&st.running_mean), view.groups)?;
+    check_affine(op, "running variance", Some(&st.running_var), view.groups)?;
+    check_eps(op, st.eps)?;
+    // The [4, C] statistics are bound whole.
+    if 4 * view.groups > x.engine().max_binding_words() as usize {
+        return Err(Error::Shape(format!(
+            "{op}: statistics of {} channels exceed the adapter's binding limit",
+            view.groups
+        )));
+    }
+    if !(0.0..=1.0).contains(&st.momentum) {
+        return Err(Error::Invalid(format!(
+            "{op}: momentum must be in [0, 1], got {}",
+            st.momentum
+        )));
+    }
+    Ok(view)
+}
+
+/// Batch norm of `x` ([N, C, ...]) with optional affine `gamma`, `beta` ([C]). In training mode it
+/// normalizes with the batch statistics and updates `state`'s running statistics in place; in eval
+/// mode it normalizes with the running statistics.
+pub fn batch_norm(
+    x: &Tensor,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    state: &BatchNormState,
+    training: bool,
+) -> Result<Tensor> {
+    let view = check(x, gamma, beta, state)?;
+    let (c, inner, count) = (view.groups, view.inner, view.count());
+    let engine = x.engine();
+    let words = params(c, inner, count, gamma.is_some(), beta.is_some(), state);
+    let running = [
+        Bind::Whole(&state.running_mean),
+        Bind::Whole(&state.running_var),
+    ];
+    let stats = if training {
+        if count < 2 {
+            return Err(Error::Shape(format!(
+                "batch_norm: training needs more than one value per channel, input {:?}",
+                x.shape()
+            )));
+        }
+        let stats = group_stats(x, view, state.eps)?;
+        let binds = [Bind::Whole(&stats), running[0], running[1]];
+        run_chunked("batch_norm", "update_running", c, &words, &binds)?;
+        stats
+    } else {
+        let stats = Tensor::empty(engine, &[4 * c], DType::F32)?;
+        let binds = [running[0], running[1], Bind::Whole(&stats)];
+        run_chunked("batch_norm", "eval_stats", c, &words, &binds)?;
+        stats
+    };
+
+    let out = x.empty_like()?;
+    // A missing gamma or beta is never read; the statistics stand in for its binding.
+    let binds = [
+        Bind::Chunk(x),
+        Bind::Whole(&stats),
+        Bind::Whole(gamma.unwrap_or(&stats)),
+        Bind::Whole(beta.unwrap_or(&stats)),
+        Bind::Chunk(&out),
+    ];
+    run_chunked("batch_norm", "normalize", x.numel(), &words, &binds)?;
+
+    let mut inputs = vec![x];
+    inputs.extend(gamma);
+    inputs.extend(beta);
+    let (sx, sgamma, sbeta) = (x.clone(), gamma.cloned(), beta.cloned());
+    engine.record(&out, &inputs, move |dy| {
+        let wants_affine = sgamma.iter().chain(&sbeta).any(|t| t.requires_grad());
+        // Per channel: sum(dy) is dbeta and sum(dy * xhat) is dgamma.
+        let sums = if training || wants_affine {
+            Some(group_grad_sums(&sx, dy, &stats, view, None)?)
+        } else {
+            None
+        };
+        let dx = if sx.requires_grad() {
+            let dx = sx.empty_like()?;
+            let g = sgamma.as_ref().unwrap_or(&stats);
+            let binds: Vec<Bind> = match (&sums, training) {
+                (Some((sum_dy, sum_dy_xhat)), true) => vec![
+                    Bind::Chunk(&sx),
+                    Bind::Chunk(dy),
+                    Bind::Whole(&stats),
+                    Bind::Whole(g),
+                    Bind::Whole(sum_dy),
+                    Bind::Whole(sum_dy_xhat),
+                    Bind::Chunk(&dx),
+                ],
+                _ => vec![
+                    Bind::Chunk(dy),
+                    Bind::Whole(&stats),
+                    Bind::Whole(g),
+                    Bind::Chunk(&dx),
+                ],
+            };
+            let entry = if training {
+                "backward_train"
+            } else {
+                "backward_eval"
+            };
+            run_chunked("batch_norm", entry, sx.numel(), &words, &binds)?;
+            Some(dx)
+        } else {
+            None
+        };
+        let mut grads = vec![dx];
+        if sgamma.is_some() {
+            grads.push(sums.as_ref().map(|s| s.1.clone()));
+        }
+        if sbeta.is_some() {
+            grads.push(sums.as_ref().map(|s| s.0.clone()));
+        }
+        Ok(grads)
+    });
+    Ok(out)
+}

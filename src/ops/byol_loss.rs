@@ -1,0 +1,63 @@
+//! BYOL's loss (shaders/byol_loss.wgsl): the batch mean of 2 - 2 cos(p_i, z_i), forward and backward.
+//!
+//! Both inputs are normalized inside, so predictions may come normalized or not. The targets `z`
+//! come from the target network: no gradient flows into them, even when they require one.
+
+use super::l2_normalize::{for_row_windows, matrix_dims, L2_NORM_EPS};
+use super::reduce::sum_raw;
+use super::{check_f32, check_same_shape};
+use crate::error::Result;
+use crate::tensor::{DType, Tensor};
+
+/// mean_i (2 - 2 cos(p_i, z_i)) over the rows of predictions `p` and targets `z`, both [N, D];
+/// shape [1]. The gradient flows into `p` only.
+pub fn byol_loss(p: &Tensor, z: &Tensor) -> Result<Tensor> {
+    check_f32("byol_loss", &[p, z])?;
+    check_same_shape("byol_loss", p, z)?;
+    let (rows, cols) = matrix_dims("byol_loss", p)?;
+    let engine = p.engine();
+    let stats = Tensor::empty(engine, &[rows, 3], DType::F32)?;
+    let loss_rows = Tensor::empty(engine, &[rows], DType::F32)?;
+    let args = [(p, cols), (z, cols), (&stats, 3), (&loss_rows, 1)];
+    for_row_windows(engine, "byol_loss", rows, &args, |_, n, bufs, b| {
+        let params = params(n, cols, rows, [b[0], b[1], b[2], b[3]]);
+        engine.dispatch_1d("byol_loss", "row_terms", &[], &params, bufs, n as u64)
+    })?;
+    let loss = sum_raw(&loss_rows, 1, rows, 1, 1.0 / rows as f32)?;
+    let (sp, sz) = (p.clone(), z.clone());
+    // Only `p` is an input of the node: the tape never routes a gradient into `z`.
+    engine.record(&loss, &[p], move |dy| {
+        let engine = sp.engine();
+        let dp = sp.empty_like()?;
+        let args = [(&sp, cols), (&sz, cols), (&stats, 3), (dy, 0), (&dp, cols)];
+        for_row_windows(engine, "byol_loss", rows, &args, |_, n, bufs, b| {
+            let params = params(n, cols, rows, [b[0], b[1], b[2], b[4]]);
+            engine.dispatch_1d(
+                "byol_loss",
+                "backward",
+                &[],
+                &params,
+                bufs,
+                (n * cols) as u64,
+            )
+        })?;
+        Ok(vec![Some(dp)])
+    });
+    Ok(loss)
+}
+
+/// rows, cols, eps, -2 / N, then the bases of p, z, stats and the row output.
+fn params(rows: usize, cols: usize, batch: usize, bases: [u32; 4]) -> [u32; 8] {
+    let [p, z, s, o] = bases;
+    let grad_scale = -2.0 / batch as f32;
+    [
+        rows as u32,
+        cols as u32,
+        L2_NORM_EPS.to_bits(),
+        grad_scale.to_bits(),
+        p,
+        z,
+        s,
+        o,
+    ]
+}

@@ -1,0 +1,335 @@
+//! 2-D convolution (NCHW, any kernel size, stride and zero padding, optional bias) as implicit GEMM
+//! (shaders/conv2d.wgsl): forward, gradient with respect to the input, and gradient with respect
+//! to the weight, the last split over its long reduction axis (batch × output pixels) into partial
+//! sums that a deterministic reduction adds up.
+//!
+//! Batches whose input or output exceed one binding are processed in groups of samples.
+
+use super::bias::channel_sum;
+use super::reduce::sum_raw;
+use super::{check_f32, window};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+
+/// Floats the weight-gradient partial sums may occupy at once (64 MiB).
+const PARTIAL_BUDGET: usize = 16 << 20;
+/// Output pixels one weight-gradient split should cover at least.
+const MIN_PIXELS_PER_SPLIT: usize = 256;
+/// A workgroup covers 64 GEMM columns and 64 GEMM rows (8x8 invocations, 8x8 blocks each).
+const TILE: usize = 64;
+
+/// The geometry of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geometry {
+    fn new(x_shape: &[usize], w_shape: &[usize], stride: usize, pad: usize) -> Result<Geometry> {
+        let (&[batch, c, h, wd], &[o, c2, kh, kw]) = (x_shape, w_shape) else {
+            return Err(Error::Shape(format!(
+                "conv2d needs input [N, C, H, W] and weight [O, C, KH, KW], got {x_shape:?} and {w_shape:?}"
+            )));
+        };
+        if c != c2 {
+            return Err(Error::Shape(format!(
+                "conv2d: input has {c} channels but the weight expects {c2}"
+            )));
+        }
+        if stride == 0 {
+            return Err(Error::Invalid("conv2d: stride must be at least 1".into()));
+        }
+        if h + 2 * pad < kh || wd + 2 * pad < kw || batch == 0 || c == 0 || o == 0 {
+            return Err(Error::Shape(format!(
+                "conv2d: a {kh}x{kw} kernel with padding {pad} does not fit input {x_shape:?}"
+            )));
+        }
+        Ok(Geometry {
+            batch,
+            c,
+            h,
+            w: wd,
+            o,
+            kh,
+            kw,
+            stride,
+            pad,
+            oh: (h + 2 * pad - kh) / stride + 1,
+            ow: (wd + 2 * pad - kw) / stride + 1,
+        })
+    }
+
+    fn in_per_sample(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    fn out_per_sample(&self) -> usize {
+        self.o * self.oh * self.ow
+    }
+
+    /// Samples per launch: the x and y slices fit one binding and the grid fits its limits.
+    fn samples_per_launch(&self, engine: &Engine) -> Result<usize> {
+        let max = engine.max_binding_words() as usize - 64;
+        let per = self.in_per_sample().max(self.out_per_sample());
+        let max_groups = engine.gpu().limits.max_compute_workgroups_per_dimension as usize;
+        let pixels = (self.h * self.w).max(self.oh * self.ow);
+        let by_grid = (max_groups * TILE / pixels).max(1);
+        let n = (max / per).min(by_grid).min(self.batch);
+        if n == 0 {
+            return Err(Error::Shape(format!(
+                "conv2d: one sample ({per} floats) exceeds the adapter's binding limit"
+            )));
+        }
+        Ok(n)
+    }
+
+    fn params(
+        &self,
+        batch: usize,
+        x_base: u32,
+        y_base: u32,
+        has_bias: bool,
+        k_chunk: usize,
+    ) -> [u32; 15] {
+        [
+            batch as u32,
+            self.c as u32,
+            self.h as u32,
+            self.w as u32,
+            self.o as u32,
+            self.kh as u32,
+            self.kw as u32,
+            self.stride as u32,
+            self.pad as u32,
+            self.oh as u32,
+            self.ow as u32,
+            x_base,
+            y_base,
+            has_bias as u32,
+            k_chunk as u32,
+        ]
+    }
+}
+
+/// Output size of a convolution along one axis.
+pub fn conv_out_size(input: usize, kernel: usize, stride: usize, pad: usize) -> usize {
+    (input + 2 * pad).saturating_sub(kernel) / stride.max(1) + 1
+}
+
+/// y = conv2d(x, w) + bias, with x [N, C, H, W], w [O, C, KH, KW], bias [O]; y [N, O, OH, OW].
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    check_f32("conv2d", &[x, w])?;
+    let g = Geometry::new(x.shape(), w.shape(), stride, pad)?;
+    if let Some(b) = bias {
+        check_f32("conv2d", &[b])?;
+        if b.shape() != [g.o] {
+            return Err(Error::Shape(format!(
+                "conv2d: bias {:?} must be [{}]",
+                b.shape(),
+                g.o
+            )));
+        }
+    }
+    let engine = x.engine();
+    let y = Tensor::empty(engine, &[g.batch, g.o, g.oh, g.ow], DType::F32)?;
+    forward_into(engine, &g, x, w, bias, &y)?;
+    let (sx, sw) = (x.clone(), w.clone());
+    let has_bias = bias.is_some();
+    let mut inputs = vec![x, w];
+    if let Some(b) = bias {
+        inputs.push(b);
+    }
+    let needs_db = bias.is_some_and(Tensor::requires_grad);
+    engine.record(&y, &inputs, move |dy| {
+        let dx = if sx.requires_grad() {
+            Some(backward_input(&g, &sw, dy)?)
+        } else {
+            None
+        };
+        let dw = if sw.requires_grad() {
+            Some(backward_weight(&g, &sx, dy)?)
+        } else {
+            None
+        };
+        let mut grads = vec![dx, dw];
+        if has_bias {
+            grads.push(if needs_db {
+                Some(channel_sum(dy, g.batch, g.o, g.oh * g.ow)?)
+            } else {
+                None
+            });
+        }
+        Ok(grads)
+    });
+    Ok(y)
+}
+
+/// The input gradient of a convolution alone (not recorded): dx [N, C, H, W] from the weight and
+/// dy [N, O, OH, OW]. Benches and manual backward passes use it.
+pub fn conv2d_backward_input(
+    x_shape: &[usize],
+    w: &Tensor,
+    dy: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    let g = Geometry::new(x_shape, w.shape(), stride, pad)?;
+    check_dy(&g, dy)?;
+    backward_input(&g, w, dy)
+}
+
+/// The weight gradient of a convolution alone (not recorded): dw [O, C, KH, KW] from x and dy.
+pub fn conv2d_backward_weight(
+    x: &Tensor,
+    w_shape: &[usize],
+    dy: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    let g = Geometry::new(x.shape(), w_shape, stride, pad)?;
+    check_dy(&g, dy)?;
+    backward_weight(&g, x, dy)
+}
+
+fn check_dy(g: &Geometry, dy: &Tensor) -> Result<()> {
+    if dy.shape() != [g.batch, g.o, g.oh, g.ow] {
+        return Err(Error::Shape(format!(
+            "conv2d: output gradient {:?} must be [{}, {}, {}, {}]",
+            dy.shape(),
+            g.batch,
+            g.o,
+            g.oh,
+            g.ow
+        )));
+    }
+    check_f32("conv2d", &[dy])
+}
+
+fn forward_into(
+    engine: &Engine,
+    g: &Geometry,
+    x: &Tensor,
+    w: &Tensor,
+    bias: Option<&Tensor>,
+    y: &Tensor,
+) -> Result<()> {
+    let per = g.samples_per_launch(engine)?;
+    let mut n0 = 0;
+    while n0 < g.batch {
+        let n = per.min(g.batch - n0);
+        let (xs, xb) = window(engine, x, n0 * g.in_per_sample(), n * g.in_per_sample());
+        let (ys, yb) = window(engine, y, n0 * g.out_per_sample(), n * g.out_per_sample());
+        // Without a bias the weight stands in for the (unread) bias binding.
+        let bs = bias.unwrap_or(w).slice();
+        let params = g.params(n, xb, yb, bias.is_some(), 0);
+        let grid = [
+            (n * g.oh * g.ow).div_ceil(TILE) as u32,
+            g.o.div_ceil(TILE) as u32,
+            1,
+        ];
+        engine.dispatch(
+            "conv2d",
+            "forward",
+            &[],
+            &params,
+            &[xs, w.slice(), bs, ys],
+            grid,
+        )?;
+        n0 += n;
+    }
+    Ok(())
+}
+
+fn backward_input(g: &Geometry, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let engine = dy.engine();
+    let dx = Tensor::empty(engine, &[g.batch, g.c, g.h, g.w], DType::F32)?;
+    let per = g.samples_per_launch(engine)?;
+    let mut n0 = 0;
+    while n0 < g.batch {
+        let n = per.min(g.batch - n0);
+        let (dys, yb) = window(engine, dy, n0 * g.out_per_sample(), n * g.out_per_sample());
+        let (dxs, xb) = window(engine, &dx, n0 * g.in_per_sample(), n * g.in_per_sample());
+        let params = g.params(n, xb, yb, false, 0);
+        let grid = [
+            (n * g.h * g.w).div_ceil(TILE) as u32,
+            g.c.div_ceil(TILE) as u32,
+            1,
+        ];
+        engine.dispatch(
+            "conv2d",
+            "backward_input",
+            &[],
+            &params,
+            &[w.slice(), dys, dxs],
+            grid,
+        )?;
+        n0 += n;
+    }
+    Ok(dx)
+}
+
+fn backward_weight(g: &Geometry, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let engine = dy.engine();
+    let weights = g.o * g.c * g.kh * g.kw;
+    let max = engine.max_binding_words() as usize - 64;
+    let per = g.samples_per_launch(engine)?;
+    let mut total: Option<Tensor> = None;
+    let mut n0 = 0;
+    while n0 < g.batch {
+        let n = per.min(g.batch - n0);
+        let pixels = n * g.oh * g.ow;
+        let splits = (pixels / MIN_PIXELS_PER_SPLIT)
+            .min(PARTIAL_BUDGET.min(max) / weights)
+            .min(engine.gpu().limits.max_compute_workgroups_per_dimension as usize)
+            .max(1);
+        let k_chunk = pixels.div_ceil(splits);
+        let splits = pixels.div_ceil(k_chunk);
+        let partial = Tensor::empty(engine, &[splits * weights], DType::F32)?;
+        let (xs, xb) = window(engine, x, n0 * g.in_per_sample(), n * g.in_per_sample());
+        let (dys, yb) = window(engine, dy, n0 * g.out_per_sample(), n * g.out_per_sample());
+        let params = g.params(n, xb, yb, false, k_chunk);
+        let grid = [
+            (g.c * g.kh * g.kw).div_ceil(TILE) as u32,
+            g.o.div_ceil(TILE) as u32,
+            splits as u32,
+        ];
+        engine.dispatch(
+            "conv2d",
+            "backward_weight",
+            &[],
+            &params,
+            &[xs, dys, partial.slice()],
+            grid,
+        )?;
+        let group = if splits > 1 {
+            sum_raw(&partial, 1, splits, weights, 1.0)?
+        } else {
+            partial
+        };
+        total = Some(match total {
+            None => group,
+            Some(t) => super::add(&t, &group)?,
+        });
+        n0 += n;
+    }
+    total
+        .ok_or_else(|| Error::Shape("conv2d with an empty batch".into()))?
+        .view(&[g.o, g.c, g.kh, g.kw])
+}

@@ -1,0 +1,337 @@
+//! Per-group mean and variance, and the per-group sums, that batch norm, layer norm, group norm
+//! and weight standardization share (shaders/moments.wgsl).
+//!
+//! A tensor is viewed as [outer, groups, inner]; a group's statistics cover its outer * inner
+//! elements. Every (group, chunk) writes a partial and a fold pass adds them per group in a fixed
+//! order, so results are deterministic. The statistics are two-pass (mean, then sums of deviations
+//! from it), accurate when the mean is large next to the spread. Tensors larger than one binding
+//! are split over the outer axis (or over groups when one outer slab is too large); each launch
+//! folds its partials into the sums of the earlier ones.
+
+use super::window;
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::tensor::{DType, Tensor};
+
+/// The epsilon the normalization ops use by default (as PyTorch).
+pub const NORM_EPS: f32 = 1e-5;
+
+/// Invocations a statistics launch should have at least, before chunking groups pays off.
+const TARGET_INVOCATIONS: usize = 16384;
+/// Most chunks per group: the fold pass walks them serially.
+const MAX_CHUNKS: usize = 1024;
+/// Shortest chunk worth an invocation.
+const MIN_CHUNK: usize = 64;
+/// Words a window may add in front of its start to reach an aligned offset.
+const ALIGN_SLACK: usize = 64;
+
+/// A tensor seen as [outer, groups, inner], statistics per group.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct GroupView {
+    pub outer: usize,
+    pub groups: usize,
+    pub inner: usize,
+}
+
+impl GroupView {
+    /// Elements each group's statistics cover.
+    pub fn count(&self) -> usize {
+        self.outer * self.inner
+    }
+}
+
+/// Which affine channel an element uses in the gradient sums: element b of group g's row reads
+/// `gamma[(g % gmod) * cmul + b / bdiv]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ChannelMap {
+    pub gmod: usize,
+    pub cmul: usize,
+    pub bdiv: usize,
+}
+
+/// One launch: groups g0..g0+ng, `span` elements of each, in the tensor's elements start..start+len.
+struct Launch {
+    start: usize,
+    len: usize,
+    g0: usize,
+    ng: usize,
+    span: usize,
+    chunk_len: usize,
+    chunks: usize,
+    /// The first launch to fold into these groups' sums, and the last.
+    first: bool,
+    last: bool,
+}
+
+/// Splits the view into launches that fit one binding, each with chunks whose partials (`width`
+/// words per group and chunk) fit too.
+fn plan(engine: &Engine, view: GroupView, width: usize) -> Result<Vec<Launch>> {
+    let GroupView {
+        outer,
+        groups,
+        inner,
+    } = view;
+    let max_words = engine.max_binding_words() as usize;
+    let max = max_words.saturating_sub(ALIGN_SLACK).max(1);
+    if groups * width > max_words {
+        return Err(Error::Shape(format!(
+            "normalization: sums over {groups} groups exceed the adapter's binding limit"
+        )));
+    }
+    if inner > max {
+        return Err(Error::Shape(format!(
+            "normalization: one group row of {inner} elements exceeds the adapter's binding limit"
+        )));
+    }
+    let count = view.count().max(1);
+    let wanted =
+        (TARGET_INVOCATIONS / groups.max(1)).clamp(1, (count / MIN_CHUNK).clamp(1, MAX_CHUNKS));
+    let chunk_len = count.div_ceil(wanted);
+    let most_chunks = (max_words / (width * groups.max(1))).max(1);
+    let launch = |start, len, g0, ng, span: usize, first, last| {
+        let chunk_len = chunk_len.max(span.div_ceil(most_chunks)).max(1);
+        Launch {
+            start,
+            len,
+            g0,
+            ng,
+            span,
+            chunk_len,
+            chunks: span.div_ceil(chunk_len).max(1),
+            first,
+            last,
+        }
+    };
+    let slab = groups * inner;
+    let mut launches = Vec::new();
+    if slab <= max {
+        let per = (max / slab.max(1)).max(1);
+        let mut a0 = 0;
+        while a0 < outer {
+            let na = per.min(outer - a0);
+            let (first, last) = (a0 == 0, a0 + na == outer);
+            launches.push(launch(
+                a0 * slab,
+                na * slab,
+                0,
+                groups,
+                na * inner,
+                first,
+                last,
+            ));
+            a0 += na;
+        }
+    } else {
+        // One outer slab is too large: one outer index at a time, split over groups.
+        let per = (max / inner.max(1)).max(1);
+        for a in 0..outer {
+            let mut g0 = 0;
+            while g0 < groups {
+                let ng = per.min(groups - g0);
+                let start = (a * groups + g0) * inner;
+                launches.push(launch(
+                    start,
+                    ng * inner,
+                    g0,
+                    ng,
+                    inner,
+                    a == 0,
+                    a + 1 == outer,
+                ));
+                g0 += ng;
+            }
+        }
+    }
+    Ok(launches)
+}
+
+/// Words of the partial buffer the launches need.
+fn partial_words(view: GroupView, launches: &[Launch], width: usize) -> usize {
+    width * view.groups * launches.iter().map(|l| l.chunks).max().unwrap_or(1)
+}
+
+/// Where `params` puts the per-group element count.
+const COUNT_WORD: usize = 8;
+
+/// The parameter block of moments.wgsl (without the pitch `dispatch_1d` appends).
+fn params(
+    view: GroupView,
+    l: &Launch,
+    x_base: u32,
+    eps: f32,
+    map: Option<ChannelMap>,
+) -> [u32; 16] {
+    let m = map.unwrap_or(ChannelMap {
+        gmod: 1,
+        cmul: 0,
+        bdiv: 1,
+    });
+    [
+        view.groups as u32,
+        view.inner as u32,
+        l.g0 as u32,
+        l.ng as u32,
+        l.span as u32,
+        l.chunk_len as u32,
+        l.chunks as u32,
+        x_base,
+        view.count() as u32,
+        eps.to_bits(),
+        m.gmod as u32,
+        m.cmul as u32,
+        m.bdiv as u32,
+        map.is_some() as u32,
+        l.first as u32,
+        l.last as u32,
+    ]
+}
+
+/// Mean and variance per group of `x` (f32) seen as `view`: a [4 * groups] tensor holding the mean,
+/// its low-order correction, the biased variance and 1/sqrt(var + eps).
+pub(crate) fn group_stats(x: &Tensor, view: GroupView, eps: f32) -> Result<Tensor> {
+    let engine = x.engine();
+    if view.groups * 4 > engine.max_binding_words() as usize {
+        return Err(Error::Shape(format!(
+            "normalization: statistics of {} groups exceed the adapter's binding limit",
+            view.groups
+        )));
+    }
+    let launches = plan(engine, view, 2)?;
+    let part = Tensor::empty(engine, &[partial_words(view, &launches, 2)], DType::F32)?;
+    let stats = Tensor::empty(engine, &[4 * view.groups], DType::F32)?;
+    for (partial, fold) in [("mean_partial", "mean_fold"), ("dev_partial", "dev_fold")] {
+        for l in &launches {
+            let (xs, xb) = window(engine, x, l.start, l.len);
+            let words = params(view, l, xb, eps, None);
+            let n = (l.ng * l.chunks) as u64;
+            if partial == "mean_partial" {
+                engine.dispatch_1d("moments", partial, &[], &words, &[xs, part.slice()], n)?;
+            } else {
+                let bufs = [xs, stats.slice(), part.slice()];
+                engine.dispatch_1d("moments", partial, &[], &words, &bufs, n)?;
+            }
+            let bufs = [part.slice(), stats.slice()];
+            engine.dispatch_1d("moments", fold, &[], &words, &bufs, l.ng as u64)?;
+        }
+    }
+    Ok(stats)
+}
+
+/// Per group, sum(gd) and sum(gd * xhat) with xhat = (x - mean) * rstd from `stats` and
+/// gd = dy * gamma[channel] (or dy without gamma): what every normalization backward needs.
+pub(crate) fn group_grad_sums(
+    x: &Tensor,
+    dy: &Tensor,
+    stats: &Tensor,
+    view: GroupView,
+    gamma: Option<(&Tensor, ChannelMap)>,
+) -> Result<(Tensor, Tensor)> {
+    let engine = x.engine();
+    let launches = plan(engine, view, 2)?;
+    let part = Tensor::empty(engine, &[partial_words(view, &launches, 2)], DType::F32)?;
+    let sum_a = Tensor::empty(engine, &[view.groups], DType::F32)?;
+    let sum_b = Tensor::empty(engine, &[view.groups], DType::F32)?;
+    let map = gamma.map(|(_, m)| m);
+    for l in &launches {
+        // x and dy share their layout, so their windows start at the same element.
+        let (xs, xb) = window(engine, x, l.start, l.len);
+        let (ds, _) = window(engine, dy, l.start, l.len);
+        // Without gamma the kernel never reads that binding; x stands in for it.
+        let gs = gamma.map_or(xs, |(g, _)| g.slice());
+        let words = params(view, l, xb, 0.0, map);
+        let bufs = [xs, ds, stats.slice(), gs, part.slice()];
+        let n = (l.ng * l.chunks) as u64;
+        engine.dispatch_1d("moments", "grad_partial", &[], &words, &bufs, n)?;
+        let bufs = [part.slice(), sum_a.slice(), sum_b.slice()];
+        engine.dispatch_1d("moments", "grad_fold", &[], &words, &bufs, l.ng as u64)?;
+    }
+    Ok((sum_a, sum_b))
+}
+
+/// Sum per group of `t` seen as `view`: [groups]. Normalization backward passes use it for the
+/// affine gradients (per channel over samples and positions), split over bindings like the rest.
+pub(crate) fn group_sum(t: &Tensor, view: GroupView) -> Result<Tensor> {
+    let engine = t.engine();
+    let launches = plan(engine, view, 1)?;
+    let part = Tensor::empty(engine, &[partial_words(view, &launches, 1)], DType::F32)?;
+    let out = Tensor::empty(engine, &[view.groups], DType::F32)?;
+    for l in &launches {
+        let (ts, tb) = window(engine, t, l.start, l.len);
+        let mut words = params(view, l, tb, 0.0, None);
+        words[COUNT_WORD] = 1; // the mean over a count of 1 is the plain sum
+        let n = (l.ng * l.chunks) as u64;
+        engine.dispatch_1d(
+            "moments",
+            "mean_partial",
+            &[],
+            &words,
+            &[ts, part.slice()],
+            n,
+        )?;
+        let bufs = [part.slice(), out.slice()];
+        engine.dispatch_1d("moments", "mean_fold", &[], &words, &bufs, l.ng as u64)?;
+    }
+    Ok(out)
+}
+
+/// A binding of an elementwise launch: the current chunk of a full-size tensor, or a whole small one.
+#[derive(Clone, Copy)]
+pub(crate) enum Bind<'a> {
+    Chunk(&'a Tensor),
+    Whole(&'a Tensor),
+}
+
+/// Runs an elementwise `entry` of `shader` over `numel` elements in chunks that fit one binding.
+/// `params` starts with two words the launch fills in: the chunk's length and its first element.
+pub(crate) fn run_chunked(
+    shader: &'static str,
+    entry: &str,
+    numel: usize,
+    params: &[u32],
+    binds: &[Bind],
+) -> Result<()> {
+    let Some(first) = binds.first() else {
+        return Err(Error::Invalid(format!("{shader}::{entry}: no bindings")));
+    };
+    let engine = match first {
+        Bind::Chunk(t) | Bind::Whole(t) => t.engine(),
+    };
+    let mut words = params.to_vec();
+    let max = engine.max_binding_words() as usize;
+    for (start, len) in super::chunks(numel, max) {
+        words[0] = len as u32;
+        words[1] = start as u32;
+        let bufs: Vec<_> = binds
+            .iter()
+            .map(|b| match b {
+                Bind::Chunk(t) => t.slice_elems(start, len),
+                Bind::Whole(t) => t.slice(),
+            })
+            .collect();
+        engine.dispatch_1d(shader, entry, &[], &words, &bufs, len as u64)?;
+    }
+    Ok(())
+}
+
+/// Checks that an optional affine parameter is an f32 vector of `len`.
+pub(crate) fn check_affine(op: &str, what: &str, t: Option<&Tensor>, len: usize) -> Result<()> {
+    let Some(t) = t else { return Ok(()) };
+    super::check_f32(op, &[t])?;
+    if t.shape() != [len] {
+        return Err(Error::Shape(format!(
+            "{op}: {what} {:?} must have shape [{len}]",
+            t.shape()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that eps is usable (finite, not negative).
+pub(crate) fn check_eps(op: &str, eps: f32) -> Result<()> {
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::Invalid(format!(
+            "{op}: eps must be finite and >= 0, got {eps}"
+        )));
+    }
+    Ok(())
+}

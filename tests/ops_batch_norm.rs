@@ -1,0 +1,276 @@
+//! Gradient checks of batch norm (training and eval, affine on and off), its running statistics,
+//! accuracy with a large mean, the split over bindings, and its error paths.
+
+mod common;
+mod norm_ref;
+
+use byol::ops::{batch_norm, BatchNormState};
+use byol::rng::Rng;
+use byol::{Engine, EngineOptions, Error, Tensor};
+use common::{as_f32_values, assert_close, to_f32};
+use norm_ref::{NormCase, NormRef};
+
+/// Awkward shapes: C = 1, 3, 7, 33, N >= 2, spatial none, 1x1, 5x3, 7x7. Not [2, C]: with two
+/// values per channel xhat is +-1 whatever x is, so dx is only the eps term, a pure f32 cancellation.
+const SHAPES: &[&[usize]] = &[
+    &[3, 1],
+    &[5, 7],
+    &[3, 33],
+    &[4, 1, 5, 3],
+    &[2, 3, 7, 7],
+    &[3, 7, 1, 1],
+    &[2, 33, 5, 3],
+];
+
+fn state_from(e: &Engine, mean: &[f64], var: &[f64]) -> BatchNormState {
+    let c = mean.len();
+    BatchNormState {
+        running_mean: Tensor::from_slice(e, &to_f32(mean), &[c]).unwrap(),
+        running_var: Tensor::from_slice(e, &to_f32(var), &[c]).unwrap(),
+        momentum: 0.1,
+        eps: 1e-5,
+    }
+}
+
+fn train_case(e: &Engine, rng: &mut Rng, shape: &[usize], gamma: bool, beta: bool, offset: f64) {
+    let c = shape[1];
+    NormCase {
+        name: "batch_norm train",
+        shape: shape.to_vec(),
+        reference: NormRef::batch_norm(shape),
+        gamma,
+        beta,
+        offset,
+        x_grad: true,
+        fixed: None,
+    }
+    .run(e, rng, &|x, g, b| {
+        let state = BatchNormState::new(x.engine(), c)?;
+        batch_norm(x, g, b, &state, true)
+    });
+}
+
+#[test]
+fn training_mode_matches_reference() {
+    let e = common::engine();
+    let mut rng = Rng::new(41);
+    for shape in SHAPES {
+        train_case(&e, &mut rng, shape, true, true, 0.0);
+        train_case(&e, &mut rng, shape, false, false, 0.0);
+    }
+    train_case(&e, &mut rng, &[3, 7, 5, 3], true, false, 0.0);
+    train_case(&e, &mut rng, &[3, 7, 5, 3], false, true, 0.0);
+}
+
+#[test]
+fn eval_mode_uses_running_statistics() {
+    let e = common::engine();
+    let mut rng = Rng::new(42);
+    for shape in SHAPES.iter().chain([&[1usize, 7, 5, 3][..]].iter()) {
+        let c = shape[1];
+        let mean = as_f32_values(&common::rand_vec(&mut rng, c));
+        let var: Vec<f64> =
+            as_f32_values(&(0..c).map(|_| rng.uniform(0.2, 2.0)).collect::<Vec<_>>());
+        for affine in [true, false] {
+            let (m, v) = (mean.clone(), var.clone());
+            NormCase {
+                name: "batch_norm eval",
+                shape: shape.to_vec(),
+                reference: NormRef::batch_norm(shape),
+                gamma: affine,
+                beta: affine,
+                offset: 0.0,
+                x_grad: true,
+                fixed: Some((mean.clone(), var.clone())),
+            }
+            .run(&e, &mut rng, &|x, g, b| {
+                batch_norm(x, g, b, &state_from(x.engine(), &m, &v), false)
+            });
+        }
+    }
+}
+
+#[test]
+fn affine_gradients_without_an_input_gradient() {
+    // The first layer of a network: x needs no gradient, gamma and beta do.
+    let e = common::engine();
+    let mut rng = Rng::new(43);
+    for training in [true, false] {
+        let shape = [4, 7, 5, 3];
+        NormCase {
+            name: "batch_norm affine only",
+            shape: shape.to_vec(),
+            reference: NormRef::batch_norm(&shape),
+            gamma: true,
+            beta: true,
+            offset: 0.0,
+            x_grad: false,
+            fixed: (!training).then(|| (vec![0.0; 7], vec![1.0; 7])),
+        }
+        .run(&e, &mut rng, &|x, g, b| {
+            let state = BatchNormState::new(x.engine(), 7)?;
+            batch_norm(x, g, b, &state, training)
+        });
+    }
+}
+
+#[test]
+fn statistics_stay_accurate_with_a_large_mean() {
+    // Inputs 1e3 ± [0.1, 1]: E[x^2] - mean^2 in f32 would lose every digit of the variance here.
+    // The two-pass statistics keep the normalized output within the usual 1e-4.
+    let e = common::engine();
+    let mut rng = Rng::new(44);
+    for shape in [&[5usize, 7][..], &[2, 3, 7, 7], &[3, 33, 5, 3]] {
+        train_case(&e, &mut rng, shape, true, true, 1e3);
+        train_case(&e, &mut rng, shape, false, false, 1e3);
+    }
+}
+
+/// PyTorch's update: running = (1 - m) * running + m * batch, unbiased batch variance.
+fn expected_running(r: &NormRef, x: &[f64], mean: &mut [f64], var: &mut [f64], momentum: f64) {
+    let (m, v) = r.stats(x);
+    let n = r.counts();
+    for c in 0..mean.len() {
+        mean[c] = (1.0 - momentum) * mean[c] + momentum * m[c];
+        var[c] = (1.0 - momentum) * var[c] + momentum * v[c] * n[c] / (n[c] - 1.0);
+    }
+}
+
+#[test]
+fn running_statistics_update_like_pytorch() {
+    let e = common::engine();
+    let mut rng = Rng::new(45);
+    for (shape, momentum, fresh) in [
+        (&[3usize, 5, 2, 3][..], 0.1f32, true),
+        (&[4, 7], 0.1, true),
+        (&[2, 3, 7, 7], 0.3, false),
+    ] {
+        let c = shape[1];
+        let r = NormRef::batch_norm(shape);
+        let (mut mean, mut var) = if fresh {
+            (vec![0.0; c], vec![1.0; c])
+        } else {
+            let m = as_f32_values(&common::rand_vec(&mut rng, c));
+            let v = as_f32_values(&(0..c).map(|_| rng.uniform(0.5, 2.0)).collect::<Vec<_>>());
+            (m, v)
+        };
+        let mut state = if fresh {
+            BatchNormState::new(&e, c).unwrap()
+        } else {
+            state_from(&e, &mean, &var)
+        };
+        state.momentum = momentum;
+        let n: usize = shape.iter().product();
+        for call in 1..=2 {
+            let x = as_f32_values(&common::rand_vec(&mut rng, n));
+            let xt = Tensor::from_slice(&e, &to_f32(&x), shape).unwrap();
+            batch_norm(&xt, None, None, &state, true).unwrap();
+            expected_running(&r, &x, &mut mean, &mut var, momentum as f64);
+            let what = format!("{shape:?} after call {call}");
+            assert_close(
+                &format!("running mean {what}"),
+                &state.running_mean.to_vec().unwrap(),
+                &mean,
+            );
+            assert_close(
+                &format!("running var {what}"),
+                &state.running_var.to_vec().unwrap(),
+                &var,
+            );
+        }
+        // Eval mode then normalizes with exactly these running statistics.
+        let x = as_f32_values(&common::rand_vec(&mut rng, n));
+        let xt = Tensor::from_slice(&e, &to_f32(&x), shape).unwrap();
+        let y = batch_norm(&xt, None, None, &state, false).unwrap();
+        let mean32 = as_f32_values(&mean);
+        let var32 = as_f32_values(&var);
+        assert_close(
+            "eval output after updates",
+            &y.to_vec().unwrap(),
+            &r.forward_fixed(&x, &mean32, &var32, None, None),
+        );
+        // Eval mode leaves the running statistics alone.
+        assert_close(
+            "running mean after eval",
+            &state.running_mean.to_vec().unwrap(),
+            &mean,
+        );
+    }
+}
+
+#[test]
+fn inputs_larger_than_a_binding_are_split_over_the_batch() {
+    // A 4 KiB binding (1024 floats): [5, 3, 9, 9] splits into groups of samples; in [2, 9, 13, 13]
+    // one sample is larger than a binding, so each sample is split over channels; [1100, 3] and
+    // [7, 200] take several launches whose partial sums fold into one.
+    let e = common::engine_with(EngineOptions {
+        binding_limit: Some(4096),
+        ..Default::default()
+    });
+    let mut rng = Rng::new(46);
+    for shape in [
+        &[5usize, 3, 9, 9][..],
+        &[2, 9, 13, 13],
+        &[1100, 3],
+        &[7, 200],
+    ] {
+        train_case(&e, &mut rng, shape, true, true, 0.0);
+        let c = shape[1];
+        NormCase {
+            name: "batch_norm eval split",
+            shape: shape.to_vec(),
+            reference: NormRef::batch_norm(shape),
+            gamma: true,
+            beta: true,
+            offset: 0.0,
+            x_grad: true,
+            fixed: Some((vec![0.25; c], vec![0.5; c])),
+        }
+        .run(&e, &mut rng, &|x, g, b| {
+            batch_norm(
+                x,
+                g,
+                b,
+                &state_from(x.engine(), &vec![0.25; c], &vec![0.5; c]),
+                false,
+            )
+        });
+    }
+}
+
+#[test]
+fn bad_shapes_and_arguments_are_errors() {
+    let e = common::engine();
+    let st = BatchNormState::new(&e, 3).unwrap();
+    let x = Tensor::zeros(&e, &[4, 3, 2, 2]).unwrap();
+    let flat = Tensor::zeros(&e, &[12]).unwrap();
+    let wrong = Tensor::zeros(&e, &[4]).unwrap();
+    let shape_err = |r: byol::Result<Tensor>| matches!(r, Err(Error::Shape(_)));
+    assert!(shape_err(batch_norm(&flat, None, None, &st, true)));
+    assert!(shape_err(batch_norm(&x, Some(&wrong), None, &st, true)));
+    assert!(shape_err(batch_norm(&x, None, Some(&wrong), &st, false)));
+    let st4 = BatchNormState::new(&e, 4).unwrap();
+    assert!(shape_err(batch_norm(&x, None, None, &st4, true)));
+    // One value per channel has no batch variance (PyTorch refuses it too); eval mode is fine.
+    let single = Tensor::zeros(&e, &[1, 3]).unwrap();
+    assert!(shape_err(batch_norm(&single, None, None, &st, true)));
+    assert!(batch_norm(&single, None, None, &st, false).is_ok());
+    let empty = Tensor::zeros(&e, &[0, 3]).unwrap();
+    assert!(shape_err(batch_norm(&empty, None, None, &st, true)));
+    let bad_momentum = BatchNormState {
+        momentum: 1.5,
+        ..BatchNormState::new(&e, 3).unwrap()
+    };
+    assert!(matches!(
+        batch_norm(&x, None, None, &bad_momentum, true),
+        Err(Error::Invalid(_))
+    ));
+    let bad_eps = BatchNormState {
+        eps: -1.0,
+        ..BatchNormState::new(&e, 3).unwrap()
+    };
+    assert!(matches!(
+        batch_norm(&x, None, None, &bad_eps, true),
+        Err(Error::Invalid(_))
+    ));
+}
