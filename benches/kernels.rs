@@ -5,9 +5,12 @@
 //! and GFLOP/s (matmul) or GB/s (memory-bound kernels, counting bytes read and written once).
 
 use byol::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight};
+use byol::ops::BatchNormState;
 use byol::ops::{self, matmul::gemm};
 use byol::rng::Rng;
-use byol::{Engine, EngineOptions, MatmulVariant, Tensor};
+use byol::{Engine, EngineOptions, MatmulVariant, ParamSet, Tensor};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 struct Case {
     name: String,
@@ -115,6 +118,124 @@ fn conv_cases(e: &Engine, r: &mut Rng, batch: usize) -> Vec<Case> {
         }
     }
     v
+}
+
+/// ResNet-18's parameter tensors (11.2 M floats): every conv weight with its batch-norm scale and
+/// shift. The optimizer and EMA benches update them all.
+fn resnet18_param_specs() -> Vec<(String, Vec<usize>)> {
+    let mut convs = vec![vec![64, 3, 7, 7]];
+    let mut c = 64;
+    for o in [64, 128, 256, 512] {
+        convs.push(vec![o, c, 3, 3]);
+        convs.push(vec![o, o, 3, 3]);
+        if o != c {
+            convs.push(vec![o, c, 1, 1]);
+        }
+        convs.push(vec![o, o, 3, 3]);
+        convs.push(vec![o, o, 3, 3]);
+        c = o;
+    }
+    let mut specs = Vec::new();
+    for (i, shape) in convs.into_iter().enumerate() {
+        let o = shape[0];
+        specs.push((format!("conv{i}.weight"), shape));
+        specs.push((format!("bn{i}.weight"), vec![o]));
+        specs.push((format!("bn{i}.bias"), vec![o]));
+    }
+    specs
+}
+
+fn param_cases(e: &Engine) -> Vec<Case> {
+    let specs = resnet18_param_specs();
+    let spec_refs: Vec<(&str, &[usize])> = specs
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
+    let online = ParamSet::zeros(e, &spec_refs).expect("params");
+    online.set_requires_grad(true);
+    let target = online.duplicate(false).expect("target");
+    let count: usize = online.tensors().iter().map(Tensor::numel).sum();
+    // One backward gives every parameter a gradient, reused by every timed step.
+    let grads = {
+        let mut total = ops::sum(&online.tensors()[0]).expect("sum");
+        for t in &online.tensors()[1..] {
+            total = ops::add(&total, &ops::sum(t).expect("sum")).expect("add");
+        }
+        Rc::new(e.backward(&total).expect("backward"))
+    };
+    let shape = format!(
+        "ResNet-18, {} tensors, {:.1} M params",
+        online.len(),
+        count as f64 / 1e6
+    );
+    let mut v = Vec::new();
+    let (t1, o1) = (target.clone(), online.clone());
+    v.push(Case {
+        name: "ema update".into(),
+        shape: shape.clone(),
+        work: 12.0 * count as f64,
+        compute_bound: false,
+        run: Box::new(move || ops::ema_update(&t1, &o1, 0.996).map(|_| t1.flat().clone())),
+    });
+    let sgd = RefCell::new(ops::Sgd::new(&online, 0.9, 1e-4).expect("sgd"));
+    let (g1, o2) = (grads.clone(), online.clone());
+    v.push(Case {
+        name: "sgd step".into(),
+        shape: shape.clone(),
+        // Reads parameter, gradient and momentum, writes parameter and momentum.
+        work: 20.0 * count as f64,
+        compute_bound: false,
+        run: Box::new(move || sgd.borrow_mut().step(&g1, 0.1).map(|_| o2.flat().clone())),
+    });
+    let lars = RefCell::new(ops::Lars::new(&online, 0.9, 1e-6).expect("lars"));
+    let (g2, o3) = (grads, online);
+    v.push(Case {
+        name: "lars step".into(),
+        shape,
+        work: 20.0 * count as f64,
+        compute_bound: false,
+        run: Box::new(move || lars.borrow_mut().step(&g2, 0.1).map(|_| o3.flat().clone())),
+    });
+    v
+}
+
+fn norm_cases(e: &Engine, r: &mut Rng, batch: usize) -> Vec<Case> {
+    // The largest activation of ResNet-18 at 96x96: the stem's output, [batch, 64, 48, 48].
+    let x = random(e, r, &[batch, 64, 48, 48]);
+    let gamma = random(e, r, &[64]);
+    let beta = random(e, r, &[64]);
+    let state = BatchNormState::new(e, 64).expect("state");
+    let n = x.numel() as f64;
+    let shape = format!("{batch}x64x48x48");
+    let (x1, g1, b1, s1) = (x.clone(), gamma.clone(), beta.clone(), state.clone());
+    let eng = e.clone();
+    vec![
+        Case {
+            name: "batch_norm fwd (train)".into(),
+            shape: shape.clone(),
+            // Statistics read x twice, normalization reads it once more and writes y.
+            work: 16.0 * n,
+            compute_bound: false,
+            run: Box::new(move || {
+                let _ng = x1.engine().no_grad();
+                ops::batch_norm(&x1, Some(&g1), Some(&b1), &s1, true)
+            }),
+        },
+        Case {
+            name: "batch_norm fwd+bwd (train)".into(),
+            shape,
+            // Forward as above, backward reads x and dy twice and writes dx.
+            work: 36.0 * n,
+            compute_bound: false,
+            run: Box::new(move || {
+                x.set_requires_grad(true);
+                let y = ops::batch_norm(&x, Some(&gamma), Some(&beta), &state, true)?;
+                let dy = y.empty_like()?;
+                let mut g = eng.backward_from(&y, dy)?;
+                Ok(g.remove(&x).expect("dx"))
+            }),
+        },
+    ]
 }
 
 fn cases(e: &Engine) -> Vec<Case> {
@@ -241,6 +362,8 @@ fn main() {
     println!("|---|---|---|---|---|");
     let mut all = cases(&engine);
     all.extend(conv_cases(&engine, &mut Rng::new(2), batch));
+    all.extend(norm_cases(&engine, &mut Rng::new(3), batch));
+    all.extend(param_cases(&engine));
     for case in all {
         let label = format!("{} {}", case.name, case.shape).to_lowercase();
         if filter.as_ref().is_some_and(|f| !label.contains(f)) {

@@ -58,8 +58,9 @@ const PARAM_SLOT: u64 = 256;
 pub const MAX_PARAM_WORDS: usize = 32;
 
 struct Recorder {
-    /// Set while `time_gpu` runs: the next pass opened writes begin/end timestamps here.
-    timer: Option<wgpu::QuerySet>,
+    /// Set while `time_gpu` runs: the first pass writes the begin timestamp, every pass the end one,
+    /// so the span covers all passes and the copies between them.
+    timer: Option<(wgpu::QuerySet, bool)>,
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
     params: Vec<u8>,
@@ -393,20 +394,7 @@ impl Engine {
             rec.encoder = Some(device.create_command_encoder(&Default::default()));
         }
         if rec.pass.is_none() {
-            let timer = rec.timer.take();
-            let enc = rec.encoder.as_mut().expect("encoder just created");
-            let pass = enc
-                .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: timer.as_ref().map(|q| wgpu::ComputePassTimestampWrites {
-                        query_set: q,
-                        beginning_of_pass_write_index: Some(0),
-                        end_of_pass_write_index: Some(1),
-                    }),
-                })
-                .forget_lifetime();
-            rec.pass = Some(pass);
-            rec.timer = timer;
+            open_pass(&mut rec);
         }
         let pass = rec.pass.as_mut().expect("pass just opened");
         pass.set_pipeline(&kernel.pipeline);
@@ -583,7 +571,16 @@ impl Engine {
             ty: wgpu::QueryType::Timestamp,
             count: 2,
         });
-        self.0.rec.borrow_mut().timer = Some(query.clone());
+        {
+            // Open the timed pass now, so copies recorded before the first dispatch count too.
+            let mut rec = self.0.rec.borrow_mut();
+            rec.timer = Some((query.clone(), false));
+            rec.pass = None;
+            if rec.encoder.is_none() {
+                rec.encoder = Some(device.create_command_encoder(&Default::default()));
+            }
+            open_pass(&mut rec);
+        }
         let submits_before = self.record_stats().submits;
         let t0 = std::time::Instant::now();
         let r = f()?;
@@ -612,6 +609,27 @@ impl Engine {
         let period_ns = self.0.gpu.queue.get_timestamp_period() as f64;
         let secs = ticks[1].saturating_sub(ticks[0]) as f64 * period_ns * 1e-9;
         Ok((r, secs, true))
+    }
+}
+
+/// Opens the recorder's compute pass (with the timer's timestamp writes while one is set).
+fn open_pass(rec: &mut Recorder) {
+    let begin_written = rec.timer.as_ref().is_some_and(|(_, started)| *started);
+    let timestamp_writes = rec.timer.as_ref().map(|(q, _)| wgpu::ComputePassTimestampWrites {
+        query_set: q,
+        beginning_of_pass_write_index: (!begin_written).then_some(0),
+        end_of_pass_write_index: Some(1),
+    });
+    let enc = rec.encoder.as_mut().expect("encoder exists before a pass opens");
+    let pass = enc
+        .begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: None,
+            timestamp_writes,
+        })
+        .forget_lifetime();
+    rec.pass = Some(pass);
+    if let Some((_, started)) = rec.timer.as_mut() {
+        *started = true;
     }
 }
 

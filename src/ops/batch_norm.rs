@@ -16,6 +16,7 @@ use crate::tensor::{DType, Tensor};
 
 /// The running statistics of one batch-norm layer. They are plain tensors (not on the tape) that
 /// training-mode calls update in place: running = (1 - momentum) * running + momentum * batch.
+#[derive(Clone)]
 pub struct BatchNormState {
     pub running_mean: Tensor,
     pub running_var: Tensor,

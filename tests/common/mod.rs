@@ -6,6 +6,8 @@
 //! gradients with the reference at a relative error of 1e-4.
 #![allow(dead_code)]
 
+pub mod conv_ref;
+
 use byol::rng::Rng;
 use byol::{Engine, EngineOptions, MatmulVariant, Tensor};
 
