@@ -94,7 +94,7 @@ fn backward(x: &[Vec<f64>], dloss: &[f64]) -> Vec<Vec<f64>> {
             .collect();
     let mut dlw = vec![0.0; C2 * OUT];
     let mut dlb = vec![0.0; OUT];
-    let mut dpooled = vec![0.0; N * C2];
+    let mut dpooled = [0.0; N * C2];
     for n in 0..N {
         for o in 0..OUT {
             dlb[o] += dy[n * OUT + o];
