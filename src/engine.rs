@@ -38,6 +38,10 @@ pub struct EngineOptions {
     /// Lower the per-binding byte limit below the adapter's (tests use it to exercise the paths
     /// that split large tensors).
     pub binding_limit: Option<u64>,
+    /// Wait for the GPU after every dispatch and add its wall time to a per-kernel table
+    /// (`Engine::profile_report`). Slow: for finding where time goes, never for training.
+    /// Env `BYOL_PROFILE=1` turns it on too.
+    pub profile: bool,
 }
 
 impl Default for EngineOptions {
@@ -48,6 +52,7 @@ impl Default for EngineOptions {
             matmul: MatmulVariant::Auto,
             max_pending_dispatches: 4096,
             binding_limit: None,
+            profile: std::env::var("BYOL_PROFILE").is_ok_and(|v| v == "1"),
         }
     }
 }
@@ -99,6 +104,8 @@ pub(crate) struct EngineInner {
     grad_enabled: Cell<bool>,
     next_id: Cell<u64>,
     stats: Cell<RecordStats>,
+    /// Per-kernel (calls, seconds) when profiling.
+    profile: RefCell<HashMap<String, (u64, f64)>>,
     errors: Arc<Mutex<Vec<String>>>,
     options: EngineOptions,
 }
@@ -160,6 +167,7 @@ impl Engine {
             grad_enabled: Cell::new(true),
             next_id: Cell::new(1),
             stats: Cell::new(RecordStats::default()),
+            profile: RefCell::new(HashMap::new()),
             errors,
             options,
         })))
@@ -323,8 +331,32 @@ impl Engine {
         if self.0.rec.borrow().pending >= self.0.options.max_pending_dispatches {
             self.flush()?;
         }
+        if self.0.options.profile {
+            self.sync()?;
+            let t0 = std::time::Instant::now();
+            self.record_dispatch(&kernel, params, bufs, workgroups);
+            self.sync()?;
+            let mut prof = self.0.profile.borrow_mut();
+            let e = prof.entry(format!("{shader}::{entry}")).or_default();
+            e.0 += 1;
+            e.1 += t0.elapsed().as_secs_f64();
+            return Ok(());
+        }
         self.record_dispatch(&kernel, params, bufs, workgroups);
         Ok(())
+    }
+
+    /// The profile table (kernel, calls, total seconds), slowest first; empties it.
+    pub fn profile_report(&self) -> Vec<(String, u64, f64)> {
+        let mut v: Vec<(String, u64, f64)> = self
+            .0
+            .profile
+            .borrow_mut()
+            .drain()
+            .map(|(k, (n, t))| (k, n, t))
+            .collect();
+        v.sort_by(|a, b| b.2.total_cmp(&a.2));
+        v
     }
 
     /// One-dimensional launch over `n` invocations of a 256-wide kernel, folded into a 2-D grid when
@@ -615,12 +647,18 @@ impl Engine {
 /// Opens the recorder's compute pass (with the timer's timestamp writes while one is set).
 fn open_pass(rec: &mut Recorder) {
     let begin_written = rec.timer.as_ref().is_some_and(|(_, started)| *started);
-    let timestamp_writes = rec.timer.as_ref().map(|(q, _)| wgpu::ComputePassTimestampWrites {
-        query_set: q,
-        beginning_of_pass_write_index: (!begin_written).then_some(0),
-        end_of_pass_write_index: Some(1),
-    });
-    let enc = rec.encoder.as_mut().expect("encoder exists before a pass opens");
+    let timestamp_writes = rec
+        .timer
+        .as_ref()
+        .map(|(q, _)| wgpu::ComputePassTimestampWrites {
+            query_set: q,
+            beginning_of_pass_write_index: (!begin_written).then_some(0),
+            end_of_pass_write_index: Some(1),
+        });
+    let enc = rec
+        .encoder
+        .as_mut()
+        .expect("encoder exists before a pass opens");
     let pass = enc
         .begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: None,

@@ -6,15 +6,21 @@
 //! [`tensor`] holds GPU data, [`autograd`] keeps the tape and [`ops`] are the differentiable kernels.
 
 pub mod autograd;
+pub mod cli;
+pub mod data;
 pub mod device;
 pub mod engine;
 pub mod error;
+pub mod eval;
 pub mod kernels;
+pub mod nn;
 pub mod ops;
 pub mod params;
 pub mod pool;
 pub mod rng;
+pub mod ssl;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::Grads;
 pub use engine::{Engine, EngineOptions, MatmulVariant};

@@ -24,6 +24,13 @@ enum Command {
     Adapters,
     /// Open the chosen adapter and print its limits and the kernel variants it gets.
     Info,
+    /// Train an encoder self-supervised (BYOL and relatives) with diagnostics and checkpoints.
+    Train(byol::cli::train::TrainArgs),
+    /// Datasets: info, fetch, show augmented pairs.
+    Data {
+        #[command(subcommand)]
+        command: byol::cli::data::DataCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -31,6 +38,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Adapters => adapters(cli.adapter.as_deref()),
         Command::Info => info(cli.adapter.as_deref()),
+        Command::Train(args) => {
+            let epochs_given =
+                std::env::args().any(|a| a == "--epochs" || a.starts_with("--epochs="));
+            byol::cli::train::run(&args, cli.adapter.as_deref(), epochs_given)
+        }
+        Command::Data { command } => byol::cli::data::run(command, cli.adapter.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

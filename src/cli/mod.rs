@@ -1,0 +1,5 @@
+//! Command-line subcommands, as library code so they can be tested.
+
+pub mod data;
+pub mod data_show;
+pub mod train;

@@ -1,0 +1,105 @@
+//! Collapse diagnostics, accumulated on the GPU over an epoch and read once at its end:
+//! mean cosine similarity of positive pairs (the two views of one image) and of negatives
+//! (different images of a batch), and the std over the batch of l2-normalized outputs averaged
+//! over dimensions (SimSiam's diagnostic: 1/sqrt(d) when healthy, 0 when collapsed).
+
+use crate::error::Result;
+use crate::ops;
+use crate::tensor::Tensor;
+
+#[derive(Default)]
+pub struct Diagnostics {
+    /// Running sums on the GPU: [sum of positive cosines, sum over all pairs of cosines].
+    pos_sum: Option<Tensor>,
+    all_sum: Option<Tensor>,
+    pairs_pos: f64,
+    pairs_neg: f64,
+    /// Per-dimension mean and mean square of the last batch's normalized online outputs.
+    last_moments: Option<(Tensor, Tensor)>,
+    loss_sum: Option<Tensor>,
+    steps: usize,
+}
+
+/// What `Diagnostics::finish` reports.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DiagnosticValues {
+    pub loss: f64,
+    pub cos_pos: f64,
+    pub cos_neg: f64,
+    pub output_std: f64,
+    /// 1/sqrt(d): the std of uniformly spread unit vectors, for comparison.
+    pub output_std_reference: f64,
+}
+
+fn accumulate(slot: &mut Option<Tensor>, v: Tensor) -> Result<()> {
+    *slot = Some(match slot.take() {
+        Some(prev) => ops::add(&prev, &v)?,
+        None => v,
+    });
+    Ok(())
+}
+
+impl Diagnostics {
+    /// Adds one step: z and k are the l2-normalized online and target outputs [N, D].
+    pub fn add(&mut self, loss: &Tensor, z: &Tensor, k: &Tensor) -> Result<()> {
+        let _ng = z.engine().no_grad();
+        let n = z.shape()[0] as f64;
+        let pos = ops::sum(&ops::mul(z, k)?)?;
+        // sum_ij z_i·k_j = (sum_i z_i)·(sum_j k_j): all pairs without an N x N matrix.
+        let all = ops::sum(&ops::mul(&ops::sum_axis(z, 0)?, &ops::sum_axis(k, 0)?)?)?;
+        accumulate(&mut self.pos_sum, pos)?;
+        accumulate(&mut self.all_sum, all)?;
+        accumulate(&mut self.loss_sum, loss.clone())?;
+        self.pairs_pos += n;
+        self.pairs_neg += n * (n - 1.0);
+        self.last_moments = Some((ops::mean_axis(z, 0)?, ops::mean_axis(&ops::mul(z, z)?, 0)?));
+        self.steps += 1;
+        Ok(())
+    }
+
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Reads the sums (one sync) and resets.
+    pub fn finish(&mut self) -> Result<DiagnosticValues> {
+        let mut out = DiagnosticValues::default();
+        if self.steps == 0 {
+            return Ok(out);
+        }
+        let pos = self
+            .pos_sum
+            .take()
+            .map(|t| t.item())
+            .transpose()?
+            .unwrap_or(0.0) as f64;
+        let all = self
+            .all_sum
+            .take()
+            .map(|t| t.item())
+            .transpose()?
+            .unwrap_or(0.0) as f64;
+        let loss = self
+            .loss_sum
+            .take()
+            .map(|t| t.item())
+            .transpose()?
+            .unwrap_or(0.0) as f64;
+        out.loss = loss / self.steps as f64;
+        out.cos_pos = pos / self.pairs_pos.max(1.0);
+        out.cos_neg = (all - pos) / self.pairs_neg.max(1.0);
+        if let Some((m, m2)) = self.last_moments.take() {
+            let (m, m2) = (m.to_vec()?, m2.to_vec()?);
+            let d = m.len() as f64;
+            let std_sum: f64 = m
+                .iter()
+                .zip(&m2)
+                .map(|(&a, &b)| ((b as f64) - (a as f64).powi(2)).max(0.0).sqrt())
+                .sum();
+            out.output_std = std_sum / d;
+            out.output_std_reference = 1.0 / d.sqrt();
+        }
+        *self = Diagnostics::default();
+        Ok(out)
+    }
+}

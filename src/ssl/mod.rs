@@ -1,0 +1,56 @@
+//! Self-supervised methods on one architecture: BYOL, its contrastive variant (the seed's
+//! "Contrastive Loss" row), MoCo v2 and SimSiam; their collapse diagnostics.
+
+pub mod diagnostics;
+pub mod model;
+
+pub use diagnostics::{DiagnosticValues, Diagnostics};
+pub use model::{ModelConfig, SslModel, StepOutput};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// Online f, g, q; EMA target f', g'; loss 2 - 2cos(q(g(f(v1))), g'(f'(v2))), symmetrized.
+    Byol,
+    /// BYOL's architecture with InfoNCE between predictions and targets within the batch.
+    Contrastive,
+    /// MoCo v2: momentum encoder, no predictor, InfoNCE against a queue of past keys.
+    Moco,
+    /// SimSiam: BYOL without EMA; the target is the stop-gradient of the online projection.
+    SimSiam,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Result<Method> {
+        match s {
+            "byol" => Ok(Method::Byol),
+            "contrastive" => Ok(Method::Contrastive),
+            "moco" => Ok(Method::Moco),
+            "simsiam" => Ok(Method::SimSiam),
+            "simclr" => Err(Error::Invalid(
+                "simclr is not implemented yet; use byol, contrastive, moco or simsiam".into(),
+            )),
+            _ => Err(Error::Invalid(format!(
+                "unknown method {s:?}: use byol, contrastive, moco or simsiam"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Byol => "byol",
+            Method::Contrastive => "contrastive",
+            Method::Moco => "moco",
+            Method::SimSiam => "simsiam",
+        }
+    }
+
+    pub fn has_predictor(self) -> bool {
+        self != Method::Moco
+    }
+
+    pub fn has_target(self) -> bool {
+        self != Method::SimSiam
+    }
+}

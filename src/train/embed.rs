@@ -1,0 +1,95 @@
+//! Linear evaluation of a model's encoder during and after training: embeddings of a labeled split
+//! in eval mode (batch norm with running statistics), then the GPU linear probe.
+
+use super::TrainConfig;
+use crate::data::augment::{augment_batch, upload_images, AugmentConfig, ViewParams};
+use crate::data::loader::{Loader, LoaderOptions};
+use crate::data::{self, ImageSet, Split};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::eval::{linear_probe, ProbeConfig, ProbeResult};
+use crate::ssl::SslModel;
+use std::sync::Arc;
+
+/// Encoder embeddings [n, d] and labels of the first `limit` images (0: all) of `set`, in order.
+pub fn embeddings(
+    engine: &Engine,
+    model: &SslModel,
+    set: Arc<dyn ImageSet>,
+    image_size: usize,
+    batch: usize,
+    limit: usize,
+) -> Result<(Vec<f32>, Vec<u32>)> {
+    let opts = LoaderOptions {
+        batch_size: batch.max(1),
+        seed: 0,
+        shuffle: false,
+        drop_last: false,
+        augment: None,
+        epochs: Some(1),
+    };
+    let n_max = if limit == 0 {
+        set.len()
+    } else {
+        limit.min(set.len())
+    };
+    let mut loader = Loader::new(set, opts)?;
+    let eval_view = AugmentConfig::none();
+    let mut feats = Vec::new();
+    let mut labels = Vec::new();
+    while let Some(batch) = loader.next_batch() {
+        let batch = batch?;
+        let images = upload_images(engine, &batch.pixels)?;
+        let params: Vec<ViewParams> = (0..batch.indices.len())
+            .map(|_| ViewParams::identity(batch.h, batch.w))
+            .collect();
+        let x = augment_batch(
+            engine, &images, batch.h, batch.w, &params, &eval_view, image_size,
+        )?;
+        feats.extend(model.embed(&x)?.to_vec()?);
+        for l in &batch.labels {
+            labels.push(
+                l.ok_or_else(|| Error::Invalid("linear evaluation needs a labeled split".into()))?,
+            );
+        }
+        if labels.len() >= n_max {
+            break;
+        }
+    }
+    let d = model.embedding_dim();
+    labels.truncate(n_max);
+    feats.truncate(n_max * d);
+    Ok((feats, labels))
+}
+
+/// The configured protocol: the seed's (fit on the first half of the test split, score on the
+/// second half, in file order) or train split against test split.
+pub fn evaluate(engine: &Engine, model: &SslModel, cfg: &TrainConfig) -> Result<ProbeResult> {
+    let d = model.embedding_dim();
+    let test: Arc<dyn ImageSet> = Arc::from(data::open(&cfg.dataset, Split::Test)?);
+    let classes = test.classes().len();
+    if classes < 2 {
+        return Err(Error::Invalid(format!(
+            "{} has no class labels for linear evaluation",
+            cfg.dataset
+        )));
+    }
+    let probe = ProbeConfig::default();
+    let batch = cfg.batch_size.max(64);
+    if cfg.eval_protocol == "train-test" {
+        let train: Arc<dyn ImageSet> = Arc::from(data::open(&cfg.dataset, Split::Train)?);
+        let (fx, fy) = embeddings(engine, model, train, cfg.image_size, batch, cfg.eval_images)?;
+        let (tx, ty) = embeddings(engine, model, test, cfg.image_size, batch, cfg.eval_images)?;
+        return linear_probe(engine, d, classes, (&fx, &fy), (&tx, &ty), probe);
+    }
+    let (x, y) = embeddings(engine, model, test, cfg.image_size, batch, cfg.eval_images)?;
+    let half = y.len() / 2;
+    linear_probe(
+        engine,
+        d,
+        classes,
+        (&x[..half * d], &y[..half]),
+        (&x[half * d..], &y[half..]),
+        probe,
+    )
+}

@@ -1,0 +1,262 @@
+//! `byol train`: self-supervised training end to end on the GPU, with progress, collapse
+//! diagnostics, linear evaluation, metrics and checkpoints that a run resumes from.
+
+pub mod checkpoint;
+pub mod config;
+pub mod embed;
+pub mod schedule;
+mod state;
+
+pub use config::TrainConfig;
+
+use crate::data::augment::two_views;
+use crate::data::loader::{Loader, LoaderOptions, LoaderPosition};
+use crate::data::{self, Split};
+use crate::engine::Engine;
+use crate::error::{Error, Result};
+use crate::ops;
+use crate::rng::Rng;
+use crate::ssl::{DiagnosticValues, Diagnostics, SslModel};
+use schedule::{LrSchedule, TauSchedule};
+use serde::Serialize;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One line of `metrics.jsonl`.
+#[derive(Serialize, Clone, Debug)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub step: usize,
+    pub loss: f64,
+    pub lr: f64,
+    pub tau: f64,
+    pub cos_pos: f64,
+    pub cos_neg: f64,
+    pub output_std: f64,
+    pub output_std_reference: f64,
+    pub linear_accuracy: Option<f64>,
+    pub images_per_sec: f64,
+    pub seconds: f64,
+    pub collapsed: bool,
+}
+
+/// The optimizer of each trainable arena.
+enum Optimizer {
+    Sgd(ops::Sgd),
+    Lars(ops::Lars),
+}
+
+impl Optimizer {
+    fn step(&mut self, grads: &crate::Grads, lr: f32) -> Result<()> {
+        match self {
+            Optimizer::Sgd(o) => o.step(grads, lr),
+            Optimizer::Lars(o) => o.step(grads, lr),
+        }
+    }
+}
+
+/// Trains as `cfg` says, writing into `out`. With `resume`, continues from `out`'s checkpoint.
+/// Returns every epoch's metrics (those of this invocation).
+pub fn train(
+    engine: &Engine,
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    progress: bool,
+) -> Result<Vec<EpochMetrics>> {
+    cfg.validate()?;
+    std::fs::create_dir_all(out)
+        .map_err(|e| Error::Io(format!("creating {}: {e}", out.display())))?;
+    let set: Arc<dyn data::ImageSet> = Arc::from(data::open(&cfg.dataset, Split::Pretrain)?);
+    let views = cfg.augmentations()?;
+    let mut model = SslModel::new(engine, cfg.model_config()?)?;
+    let mut optimizers: Vec<Optimizer> = model
+        .trainable()
+        .into_iter()
+        .map(|p| -> Result<Optimizer> {
+            Ok(match cfg.optimizer.as_str() {
+                "lars" => Optimizer::Lars(ops::Lars::new(p, cfg.momentum, cfg.weight_decay)?),
+                _ => Optimizer::Sgd(ops::Sgd::new(p, cfg.momentum, cfg.weight_decay)?),
+            })
+        })
+        .collect::<Result<_>>()?;
+
+    let ckpt_path = out.join("checkpoint.bin");
+    let mut start_epoch = 0;
+    let mut step = 0;
+    if resume {
+        let restored = state::restore(&ckpt_path, cfg, &mut model, &mut optimizers)?;
+        start_epoch = restored.epoch;
+        step = restored.step;
+    } else {
+        let json = serde_json::to_string_pretty(cfg).map_err(|e| Error::Io(e.to_string()))?;
+        std::fs::write(out.join("config.json"), json)
+            .map_err(|e| Error::Io(format!("writing config.json: {e}")))?;
+        // A fresh run starts a fresh metrics file.
+        let _ = std::fs::remove_file(out.join("metrics.jsonl"));
+    }
+    if start_epoch >= cfg.epochs {
+        return Ok(Vec::new());
+    }
+
+    let loader_opts = LoaderOptions {
+        batch_size: cfg.batch_size,
+        seed: cfg.seed,
+        shuffle: true,
+        drop_last: true,
+        augment: Some(views.clone()),
+        epochs: Some(cfg.epochs),
+    };
+    let mut loader = Loader::starting_at(
+        set.clone(),
+        loader_opts,
+        LoaderPosition {
+            epoch: start_epoch,
+            index: 0,
+        },
+    )?;
+    let steps_per_epoch = cfg.steps_per_epoch(loader.batches_per_epoch());
+    let total_steps = steps_per_epoch * cfg.epochs;
+    let lr = LrSchedule {
+        base: cfg.scaled_lr(),
+        warmup_steps: (cfg.warmup_epochs * steps_per_epoch as f64).round() as usize,
+        total_steps,
+        cosine: cfg.cosine,
+    };
+    let tau = TauSchedule {
+        base: cfg.tau,
+        total_steps,
+        cosine: cfg.tau_schedule,
+    };
+    let mut rng = Rng::new(cfg.seed ^ 0xA06);
+    let mut all = Vec::new();
+    for epoch in start_epoch..cfg.epochs {
+        let t0 = Instant::now();
+        let mut diag = Diagnostics::default();
+        let mut seen = 0usize;
+        let mut last_lr = lr.at(step);
+        let mut last_tau = tau.at(step);
+        let mut in_epoch = 0;
+        for batch in loader.epoch_batches() {
+            if in_epoch >= steps_per_epoch {
+                continue; // drain the rest of a capped epoch
+            }
+            let batch = batch?;
+            let (v1, v2) = two_views(
+                engine,
+                &batch,
+                &views[0],
+                &views[1],
+                cfg.image_size,
+                &mut rng,
+            )?;
+            let out_step = model.step_loss(&v1, &v2)?;
+            let grads = engine.backward(&out_step.loss)?;
+            last_lr = lr.at(step);
+            for opt in &mut optimizers {
+                opt.step(&grads, last_lr as f32)?;
+            }
+            drop(grads);
+            last_tau = tau.at(step);
+            model.update_target(last_tau as f32)?;
+            diag.add(&out_step.loss, &out_step.online_z, &out_step.target_z)?;
+            seen += batch.indices.len();
+            step += 1;
+            in_epoch += 1;
+            if progress && (in_epoch % cfg.log_every.max(1) == 0 || in_epoch == steps_per_epoch) {
+                let loss = out_step.loss.item()? as f64;
+                check_finite(loss, epoch, step)?;
+                let rate = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                let remaining =
+                    (total_steps - step) as f64 * cfg.batch_size as f64 / rate.max(1e-9);
+                eprint!(
+                    "\repoch {}/{} step {in_epoch}/{steps_per_epoch} loss {loss:.4} {rate:.1} img/s ETA {}   ",
+                    epoch + 1,
+                    cfg.epochs,
+                    format_secs(remaining)
+                );
+            }
+        }
+        engine.flush()?;
+        let d: DiagnosticValues = diag.finish()?;
+        check_finite(d.loss, epoch, step)?;
+        let seconds = t0.elapsed().as_secs_f64();
+        let linear_accuracy = if cfg.eval_every > 0
+            && ((epoch + 1) % cfg.eval_every == 0 || epoch + 1 == cfg.epochs)
+        {
+            Some(embed::evaluate(engine, &model, cfg)?.accuracy)
+        } else {
+            None
+        };
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            step,
+            loss: d.loss,
+            lr: last_lr,
+            tau: last_tau,
+            cos_pos: d.cos_pos,
+            cos_neg: d.cos_neg,
+            output_std: d.output_std,
+            output_std_reference: d.output_std_reference,
+            linear_accuracy,
+            images_per_sec: seen as f64 / seconds.max(1e-9),
+            seconds,
+            collapsed: d.cos_neg > 0.99,
+        };
+        if progress {
+            eprintln!();
+            eprintln!(
+                "epoch {}: loss {:.4}  cos+ {:.4}  cos- {:.4}  std {:.4} (1/sqrt(d) {:.4}){}  {:.1} img/s",
+                m.epoch,
+                m.loss,
+                m.cos_pos,
+                m.cos_neg,
+                m.output_std,
+                m.output_std_reference,
+                m.linear_accuracy.map(|a| format!("  linear acc {:.2}%", a * 100.0)).unwrap_or_default(),
+                m.images_per_sec
+            );
+            if m.collapsed {
+                eprintln!(
+                    "warning: the representation has collapsed (negatives' cosine {:.4} > 0.99): every image maps to nearly the same vector",
+                    m.cos_neg
+                );
+            }
+        }
+        append_metrics(&out.join("metrics.jsonl"), &m)?;
+        state::save(&ckpt_path, cfg, &model, &optimizers, epoch + 1, step)?;
+        all.push(m);
+    }
+    Ok(all)
+}
+
+fn check_finite(loss: f64, epoch: usize, step: usize) -> Result<()> {
+    if loss.is_finite() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "the loss became {loss} in epoch {} (step {step}); stopping. The last good checkpoint is kept; \
+         try a lower --lr or more --warmup-epochs",
+        epoch + 1
+    )))
+}
+
+fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {
+    let line = serde_json::to_string(m).map_err(|e| Error::Io(e.to_string()))?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    writeln!(f, "{line}").map_err(|e| Error::Io(format!("{}: {e}", path.display())))
+}
+
+fn format_secs(s: f64) -> String {
+    if !s.is_finite() {
+        return "?".into();
+    }
+    let s = s as u64;
+    format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+}
