@@ -25,7 +25,7 @@ enum Command {
     /// Open the chosen adapter and print its limits and the kernel variants it gets.
     Info,
     /// Train an encoder self-supervised (BYOL and relatives) with diagnostics and checkpoints.
-    Train(byol::cli::train::TrainArgs),
+    Train(Box<byol::cli::train::TrainArgs>),
     /// Datasets: info, fetch, show augmented pairs.
     Data {
         #[command(subcommand)]

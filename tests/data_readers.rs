@@ -699,7 +699,7 @@ fn cli_info_prints_counts_shape_classes_and_stats() {
         "40 images",
         "16x16x3",
         "disc",
-        "over 200 of 200",
+        "over 200 evenly",
         "mean",
         "std",
     ] {

@@ -4,8 +4,10 @@
 //! ([`AugmentConfig::sample`]) and packed into a small buffer; a batch of u8 images is uploaded
 //! once (four bytes per u32) and each view is computed from that one buffer in a few passes:
 //!
-//! 1. `color_pre`: random resized crop (bilinear), flip, and the color jitter ops that come
-//!    before contrast in the drawn order (plus grayscale when contrast is not applied);
+//! 1. `color_pre`: bytes to [0, 1] through a 256-entry table made on the CPU (so the identity
+//!    transform is exact on GPUs whose division is approximate), random resized crop
+//!    (bilinear), flip, and the color jitter ops that come before contrast in the drawn order
+//!    (plus grayscale when contrast is not applied);
 //! 2. `gray_mean` + `color_finish` (only when some image applies contrast): the per-image mean
 //!    of the grayscale image that contrast blends with, then contrast, the remaining jitter ops
 //!    and grayscale;

@@ -21,6 +21,9 @@ pub const STL10_URL: &str = "http://ai.stanford.edu/~acoates/stl10";
 pub const CIFAR10_URL: &str = "https://www.cs.toronto.edu/~kriz";
 pub const FASHION_MNIST_URL: &str = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com";
 
+/// Progress is printed every this many bytes (STL-10 is 2.6 GB).
+const PROGRESS_STEP: u64 = 128 << 20;
+
 /// What to do with a downloaded file once its checksum matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unpack {
@@ -104,10 +107,12 @@ pub fn fetch(name: &str, dir: &Path) -> Result<PathBuf> {
     if target.is_dir() {
         return Ok(target);
     }
-    let staging = match files[0].unpack {
-        Unpack::TarGz => dir.to_path_buf(),
-        // Loose files are gathered in a temporary folder, renamed to `target` when all are in.
-        Unpack::Keep => dir.join(format!("{folder}.partial")),
+    // Archives unpack into `dir` (their top folder is `target`); loose files are gathered in a
+    // temporary folder, renamed to `target` when all are in.
+    let staging = if files.iter().all(|f| f.unpack == Unpack::TarGz) {
+        dir.to_path_buf()
+    } else {
+        dir.join(format!("{folder}.partial"))
     };
     for source in &files {
         if let Err(e) = fetch_from(&source.url, source.md5, source.unpack, &staging) {
@@ -172,7 +177,14 @@ fn download_checked(url: &str, md5: &str, part: &Path) -> Result<()> {
         .get(url)
         .call()
         .map_err(|e| Error::Io(format!("{url}: download failed: {e}")))?;
+    let total: Option<u64> = response
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
     let mut body = response.into_body().into_reader();
+    let mut received = 0u64;
+    let mut next_report = PROGRESS_STEP;
     let mut file = File::create(part).map_err(|e| io_error(part, "cannot create", e))?;
     let mut hasher = Md5::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -184,6 +196,14 @@ fn download_checked(url: &str, md5: &str, part: &Path) -> Result<()> {
             break;
         }
         hasher.update(&buf[..n]);
+        received += n as u64;
+        if received >= next_report {
+            next_report += PROGRESS_STEP;
+            match total {
+                Some(t) => eprintln!("  {} of {} MB", received >> 20, t >> 20),
+                None => eprintln!("  {} MB", received >> 20),
+            }
+        }
         file.write_all(&buf[..n])
             .map_err(|e| io_error(part, "cannot write", e))?;
     }

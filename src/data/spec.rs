@@ -75,7 +75,7 @@ fn open_synthetic(spec: &str, rest: Option<&str>, split: Split) -> Result<synthe
     let side = field(1, "SIZE", synthetic::DEFAULT_SIDE)?;
     let seed = field(2, "SEED", 0)? as u64;
     let count = match split {
-        Split::Test => (count / synthetic::TEST_FRACTION).max(1),
+        Split::Test => (count / synthetic::TEST_DIVISOR).max(1),
         Split::Pretrain | Split::Train => count,
     };
     synthetic::Synthetic::new(count, side, seed, split)

@@ -144,7 +144,9 @@ impl ImageSet for Stl10 {
             .locate(i)
             .ok_or_else(|| Error::Invalid(format!("image {i} out of range")))?;
         let mut raw = vec![0u8; RECORD];
-        part.images.read_exact_at((j * RECORD) as u64, &mut raw)?;
+        // u64 before multiplying: unlabeled_X.bin is larger than 4 GiB / 2 on 32-bit targets.
+        part.images
+            .read_exact_at(j as u64 * RECORD as u64, &mut raw)?;
         // Planar, column-major on disk -> interleaved, row-major (HWC) in memory.
         for c in 0..3 {
             let plane = &raw[c * PLANE..(c + 1) * PLANE];

@@ -17,8 +17,8 @@ use std::f32::consts::{PI, TAU};
 
 pub const DEFAULT_COUNT: usize = 10_000;
 pub const DEFAULT_SIDE: usize = 32;
-/// The test split holds this fraction of the training count (2,000 for the default 10,000).
-pub const TEST_FRACTION: usize = 5;
+/// The test split holds the training count divided by this (2,000 for the default 10,000).
+pub const TEST_DIVISOR: usize = 5;
 
 pub const CLASSES: [&str; 10] = [
     "disc",

@@ -124,7 +124,7 @@ impl Norm {
         channels: usize,
     ) -> Result<Norm> {
         if let NormKind::Group(g) = kind {
-            if channels % g.min(channels) != 0 {
+            if !channels.is_multiple_of(g.min(channels)) {
                 return Err(Error::Invalid(format!(
                     "{name}: {channels} channels do not split into {g} groups"
                 )));

@@ -77,7 +77,7 @@ pub struct ResNet {
 fn groups_for(channels: usize) -> usize {
     (1..=32.min(channels))
         .rev()
-        .find(|g| channels % g == 0)
+        .find(|g| channels.is_multiple_of(*g))
         .unwrap_or(1)
 }
 

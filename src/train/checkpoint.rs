@@ -58,8 +58,11 @@ pub fn save(path: &Path, state: serde_json::Value, tensors: &[(String, Vec<f32>)
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// Named tensors as saved: (name, values).
+pub type NamedTensors = Vec<(String, Vec<f32>)>;
+
 /// Reads a checkpoint: its state and its tensors by name.
-pub fn load(path: &Path) -> Result<(serde_json::Value, Vec<(String, Vec<f32>)>)> {
+pub fn load(path: &Path) -> Result<(serde_json::Value, NamedTensors)> {
     let bad = |what: &str| Error::Io(format!("checkpoint {}: {what}", path.display()));
     let mut f = std::fs::File::open(path).map_err(|e| bad(&format!("cannot open: {e}")))?;
     let file_len = f.metadata().map_err(|e| bad(&e.to_string()))?.len();

@@ -66,6 +66,18 @@ pub fn train(
     resume: bool,
     progress: bool,
 ) -> Result<Vec<EpochMetrics>> {
+    train_until(engine, cfg, out, resume, progress, None)
+}
+
+/// As [`train`], but stops (as if interrupted) once `stop_after` epochs are done.
+pub fn train_until(
+    engine: &Engine,
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    progress: bool,
+    stop_after: Option<usize>,
+) -> Result<Vec<EpochMetrics>> {
     cfg.validate()?;
     std::fs::create_dir_all(out)
         .map_err(|e| Error::Io(format!("creating {}: {e}", out.display())))?;
@@ -132,7 +144,8 @@ pub fn train(
     };
     let mut rng = Rng::new(cfg.seed ^ 0xA06);
     let mut all = Vec::new();
-    for epoch in start_epoch..cfg.epochs {
+    let end_epoch = stop_after.map_or(cfg.epochs, |s| s.min(cfg.epochs));
+    for epoch in start_epoch..end_epoch {
         let t0 = Instant::now();
         let mut diag = Diagnostics::default();
         let mut seen = 0usize;
