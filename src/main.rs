@@ -26,6 +26,8 @@ enum Command {
     Info,
     /// Train an encoder self-supervised (BYOL and relatives) with diagnostics and checkpoints.
     Train(Box<byol::cli::train::TrainArgs>),
+    /// Linear evaluation of a trained run's encoder (or of a random one with --random).
+    Eval(byol::cli::train::EvalArgs),
     /// Datasets: info, fetch, show augmented pairs.
     Data {
         #[command(subcommand)]
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
                 std::env::args().any(|a| a == "--epochs" || a.starts_with("--epochs="));
             byol::cli::train::run(&args, cli.adapter.as_deref(), epochs_given)
         }
+        Command::Eval(args) => byol::cli::train::eval(&args, cli.adapter.as_deref()),
         Command::Data { command } => byol::cli::data::run(command, cli.adapter.as_deref()),
     };
     match result {

@@ -211,3 +211,49 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, epochs_given: bool) -> Resul
     }
     Ok(())
 }
+
+/// Flags of `byol eval`.
+#[derive(Args, Debug, Clone)]
+pub struct EvalArgs {
+    /// The run directory (holds config.json and checkpoint.bin).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// half-test (the seed's) | train-test; default: the run's.
+    #[arg(long)]
+    pub eval_protocol: Option<String>,
+    /// At most this many labeled images (0: all); default: the run's.
+    #[arg(long)]
+    pub eval_images: Option<usize>,
+    /// Evaluate the same architecture freshly initialized instead (the "Random" baseline).
+    #[arg(long)]
+    pub random: bool,
+}
+
+pub fn eval(args: &EvalArgs, adapter: Option<&str>) -> Result<()> {
+    let engine = Engine::new(EngineOptions {
+        adapter: adapter.map(str::to_owned),
+        ..Default::default()
+    })?;
+    let path = args.run.join("config.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
+    let mut cfg: TrainConfig = serde_json::from_str(&text)
+        .map_err(|e| Error::Io(format!("{} is not a byol config: {e}", path.display())))?;
+    if let Some(p) = &args.eval_protocol {
+        cfg.eval_protocol = p.clone();
+    }
+    if let Some(n) = args.eval_images {
+        cfg.eval_images = n;
+    }
+    cfg.validate()?;
+    let r = train::evaluate_run(&engine, &args.run, &cfg, args.random)?;
+    println!(
+        "linear accuracy {:.2}% ({} protocol, fit accuracy {:.2}%, {} iterations, final loss {:.4})",
+        r.accuracy * 100.0,
+        cfg.eval_protocol,
+        r.fit_accuracy * 100.0,
+        r.iterations,
+        r.final_loss
+    );
+    Ok(())
+}

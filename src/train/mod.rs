@@ -245,6 +245,21 @@ pub fn train_until(
     Ok(all)
 }
 
+/// Linear evaluation of a run directory's checkpoint (or, with `random`, of the same architecture
+/// freshly initialized: the seed's "Random" baseline), with `cfg`'s evaluation settings.
+pub fn evaluate_run(
+    engine: &Engine,
+    run: &Path,
+    cfg: &TrainConfig,
+    random: bool,
+) -> Result<crate::eval::ProbeResult> {
+    let mut model = SslModel::new(engine, cfg.model_config()?)?;
+    if !random {
+        state::restore(&run.join("checkpoint.bin"), cfg, &mut model, &mut [])?;
+    }
+    embed::evaluate(engine, &model, cfg)
+}
+
 fn check_finite(loss: f64, epoch: usize, step: usize) -> Result<()> {
     if loss.is_finite() {
         return Ok(());

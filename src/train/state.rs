@@ -70,6 +70,7 @@ fn comparable(cfg: &TrainConfig) -> TrainConfig {
         epochs: 0,
         eval_every: 0,
         eval_images: 0,
+        eval_protocol: String::new(),
         log_every: 0,
         ..cfg.clone()
     }
