@@ -89,7 +89,11 @@ fn covariance_cholesky(x: &[f32], d: usize, ridge: f64) -> Vec<f64> {
             for k in 0..j {
                 v -= l[i * d + k] * l[j * d + k];
             }
-            l[i * d + j] = if i == j { v.max(ridge).sqrt() } else { v / l[j * d + j] };
+            l[i * d + j] = if i == j {
+                v.max(ridge).sqrt()
+            } else {
+                v / l[j * d + j]
+            };
         }
     }
     l
