@@ -21,11 +21,13 @@ pub const SHADERS: &[(&str, &str)] = &[
         include_str!("../shaders/cross_entropy.wgsl"),
     ),
     ("info_nce", include_str!("../shaders/info_nce.wgsl")),
+    ("nt_xent", include_str!("../shaders/nt_xent.wgsl")),
     ("concat", include_str!("../shaders/concat.wgsl")),
     ("moments", include_str!("../shaders/moments.wgsl")),
     ("batch_norm", include_str!("../shaders/batch_norm.wgsl")),
     ("group_norm", include_str!("../shaders/group_norm.wgsl")),
     ("conv2d", include_str!("../shaders/conv2d.wgsl")),
+    ("conv2d_tiled", include_str!("../shaders/conv2d_tiled.wgsl")),
     ("pooling", include_str!("../shaders/pooling.wgsl")),
     (
         "matmul_blocked",

@@ -1,10 +1,11 @@
 //! Gradient checks of conv2d (forward, input gradient, weight gradient, bias gradient) on the
-//! shapes ResNet-18 uses, with channel counts that are not multiples of the 8x8 blocks.
+//! shapes ResNet-18 uses, with channel counts that are not multiples of the 8x8 blocks, for both
+//! kernel variants (barrier-free blocks and workgroup-memory tiles).
 
 mod common;
 use byol::ops;
 use byol::rng::Rng;
-use byol::EngineOptions;
+use byol::{EngineOptions, MatmulVariant};
 use common::conv_ref::Conv;
 use common::{rand_vec, OpCheck};
 
@@ -66,9 +67,10 @@ const fn conv(
     }
 }
 
-#[test]
-fn resnet_conv_shapes_match_reference() {
-    let e = common::engine();
+const VARIANTS: [MatmulVariant; 2] = [MatmulVariant::Blocked, MatmulVariant::Tiled];
+
+fn resnet_shapes(variant: MatmulVariant) {
+    let e = common::engine_variant(variant);
     let mut rng = Rng::new(51);
     let cases = [
         conv(2, 3, 13, 11, 9, 7, 2, 3), // ImageNet stem: 7x7 stride 2 pad 3
@@ -77,6 +79,7 @@ fn resnet_conv_shapes_match_reference() {
         conv(3, 10, 7, 7, 13, 1, 2, 0), // 1x1 stride 2 downsample shortcut
         conv(1, 1, 1, 1, 1, 1, 1, 0),   // the smallest
         conv(2, 3, 5, 5, 4, 3, 1, 0),   // no padding
+        conv(1, 66, 3, 3, 67, 3, 1, 1), // more than one 64-wide tile of O and C
     ];
     for (i, cv) in cases.into_iter().enumerate() {
         check(&e, &mut rng, cv, i % 2 == 0);
@@ -84,26 +87,41 @@ fn resnet_conv_shapes_match_reference() {
 }
 
 #[test]
+fn blocked_kernel_matches_reference_on_resnet_shapes() {
+    resnet_shapes(MatmulVariant::Blocked);
+}
+
+#[test]
+fn tiled_kernel_matches_reference_on_resnet_shapes() {
+    resnet_shapes(MatmulVariant::Tiled);
+}
+
+#[test]
 fn weight_gradient_split_over_many_pixels_matches_reference() {
     // 2*20*20 = 800 output pixels: the weight gradient is split into partial sums and reduced.
-    let mut rng = Rng::new(52);
-    check(
-        &common::engine(),
-        &mut rng,
-        conv(2, 3, 20, 20, 17, 3, 1, 1),
-        true,
-    );
+    for variant in VARIANTS {
+        let mut rng = Rng::new(52);
+        check(
+            &common::engine_variant(variant),
+            &mut rng,
+            conv(2, 3, 20, 20, 17, 3, 1, 1),
+            true,
+        );
+    }
 }
 
 #[test]
 fn batches_larger_than_a_binding_are_split() {
     // A 4 KiB binding limit (1024 floats) forces one launch per sample here.
-    let e = common::engine_with(EngineOptions {
-        binding_limit: Some(4096),
-        ..Default::default()
-    });
-    let mut rng = Rng::new(53);
-    check(&e, &mut rng, conv(3, 4, 9, 9, 6, 3, 1, 1), true);
+    for variant in VARIANTS {
+        let e = common::engine_with(EngineOptions {
+            binding_limit: Some(4096),
+            matmul: variant,
+            ..Default::default()
+        });
+        let mut rng = Rng::new(53);
+        check(&e, &mut rng, conv(3, 4, 9, 9, 6, 3, 1, 1), true);
+    }
 }
 
 #[test]

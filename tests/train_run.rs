@@ -119,3 +119,30 @@ fn bad_configurations_are_errors() {
     assert!(train(&e, &other, &dir, true, false).is_err());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn every_method_and_optimizer_trains() {
+    let e = common::engine();
+    for (method, optimizer, enc) in [
+        ("contrastive", "sgd", "batch"),
+        ("moco", "sgd", "batch"),
+        ("simsiam", "sgd", "batch"),
+        ("simclr", "lars", "group-ws"),
+        ("byol", "lars", "none"),
+    ] {
+        let dir = run_dir(&format!("method-{method}"));
+        let cfg = TrainConfig {
+            method: method.into(),
+            optimizer: optimizer.into(),
+            encoder_norm: enc.into(),
+            queue_size: 37,
+            temperature: 0.5,
+            epochs: 1,
+            max_steps_per_epoch: 2,
+            ..tiny()
+        };
+        let m = train(&e, &cfg, &dir, false, false).unwrap_or_else(|err| panic!("{method}: {err}"));
+        assert!(m[0].loss.is_finite(), "{method}: {:?}", m[0]);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

@@ -15,7 +15,7 @@ pub struct TrainArgs {
     /// Side of the square views fed to the network.
     #[arg(long, default_value_t = 32)]
     pub image_size: usize,
-    /// byol | contrastive | moco | simsiam
+    /// byol | contrastive | moco | simsiam | simclr
     #[arg(long, default_value = "byol")]
     pub method: String,
     /// imagenet (7x7/2 + max pool, 96px and up) | cifar (3x3/1, 32px)
@@ -68,7 +68,7 @@ pub struct TrainArgs {
     /// Keep tau constant instead of BYOL's schedule rising to 1.
     #[arg(long)]
     pub no_tau_schedule: bool,
-    /// InfoNCE temperature (contrastive, moco).
+    /// InfoNCE / NT-Xent temperature (contrastive, moco, simclr).
     #[arg(long, default_value_t = 0.2)]
     pub temperature: f32,
     /// MoCo queue length.

@@ -1,14 +1,15 @@
 //! 2-D convolution (NCHW, any kernel size, stride and zero padding, optional bias) as implicit GEMM
 //! (shaders/conv2d.wgsl): forward, gradient with respect to the input, and gradient with respect
 //! to the weight, the last split over its long reduction axis (batch × output pixels) into partial
-//! sums that a deterministic reduction adds up.
+//! sums that a deterministic reduction adds up. GPUs use the workgroup-memory tiled variant
+//! (shaders/conv2d_tiled.wgsl) with the same parameters, bindings and grid.
 //!
 //! Batches whose input or output exceed one binding are processed in groups of samples.
 
 use super::bias::channel_sum;
 use super::reduce::sum_raw;
 use super::{check_f32, window};
-use crate::engine::Engine;
+use crate::engine::{Engine, MatmulVariant};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
@@ -16,8 +17,18 @@ use crate::tensor::{DType, Tensor};
 const PARTIAL_BUDGET: usize = 16 << 20;
 /// Output pixels one weight-gradient split should cover at least.
 const MIN_PIXELS_PER_SPLIT: usize = 256;
-/// A workgroup covers 64 GEMM columns and 64 GEMM rows (8x8 invocations, 8x8 blocks each).
+/// A workgroup covers 64 GEMM columns and 64 GEMM rows in both variants (8x8 invocations with
+/// 8x8 blocks each, or 16x16 invocations with 4x4 blocks each).
 const TILE: usize = 64;
+
+/// The kernel family, chosen like matmul's: barrier-free register blocks on software adapters,
+/// tiles in workgroup memory on GPUs.
+fn shader(engine: &Engine) -> &'static str {
+    match engine.matmul_variant() {
+        MatmulVariant::Tiled => "conv2d_tiled",
+        _ => "conv2d",
+    }
+}
 
 /// The geometry of one convolution.
 #[derive(Clone, Copy, Debug)]
@@ -245,7 +256,7 @@ fn forward_into(
             1,
         ];
         engine.dispatch(
-            "conv2d",
+            shader(engine),
             "forward",
             &[],
             &params,
@@ -273,7 +284,7 @@ fn backward_input(g: &Geometry, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
             1,
         ];
         engine.dispatch(
-            "conv2d",
+            shader(engine),
             "backward_input",
             &[],
             &params,
@@ -311,7 +322,7 @@ fn backward_weight(g: &Geometry, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
             splits as u32,
         ];
         engine.dispatch(
-            "conv2d",
+            shader(engine),
             "backward_weight",
             &[],
             &params,

@@ -1,5 +1,5 @@
 //! Self-supervised methods on one architecture: BYOL, its contrastive variant (the seed's
-//! "Contrastive Loss" row), MoCo v2 and SimSiam; their collapse diagnostics.
+//! "Contrastive Loss" row), MoCo v2, SimSiam and SimCLR; their collapse diagnostics.
 
 pub mod diagnostics;
 pub mod model;
@@ -19,6 +19,8 @@ pub enum Method {
     Moco,
     /// SimSiam: BYOL without EMA; the target is the stop-gradient of the online projection.
     SimSiam,
+    /// SimCLR: one network, no predictor or target; NT-Xent over the 2N views of a batch.
+    SimClr,
 }
 
 impl Method {
@@ -28,11 +30,9 @@ impl Method {
             "contrastive" => Ok(Method::Contrastive),
             "moco" => Ok(Method::Moco),
             "simsiam" => Ok(Method::SimSiam),
-            "simclr" => Err(Error::Invalid(
-                "simclr is not implemented yet; use byol, contrastive, moco or simsiam".into(),
-            )),
+            "simclr" => Ok(Method::SimClr),
             _ => Err(Error::Invalid(format!(
-                "unknown method {s:?}: use byol, contrastive, moco or simsiam"
+                "unknown method {s:?}: use byol, contrastive, moco, simsiam or simclr"
             ))),
         }
     }
@@ -43,14 +43,15 @@ impl Method {
             Method::Contrastive => "contrastive",
             Method::Moco => "moco",
             Method::SimSiam => "simsiam",
+            Method::SimClr => "simclr",
         }
     }
 
     pub fn has_predictor(self) -> bool {
-        self != Method::Moco
+        !matches!(self, Method::Moco | Method::SimClr)
     }
 
     pub fn has_target(self) -> bool {
-        self != Method::SimSiam
+        !matches!(self, Method::SimSiam | Method::SimClr)
     }
 }

@@ -208,6 +208,12 @@ impl SslModel {
                 self.queue_pos = ops::queue_push(queue, &k, self.queue_pos)?;
                 self.diag_output(loss, &q, &k)
             }
+            Method::SimClr => {
+                let z1 = self.online.project(v1, true)?;
+                let z2 = self.online.project(v2, true)?;
+                let loss = ops::nt_xent(&z1, &z2, t)?;
+                self.diag_output(loss, &z1, &z2)
+            }
         }
     }
 
