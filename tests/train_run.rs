@@ -146,3 +146,24 @@ fn every_method_and_optimizer_trains() {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+#[test]
+fn a_diverging_run_stops_with_an_error_and_writes_no_checkpoint() {
+    let e = common::engine();
+    let dir = run_dir("nan");
+    // A learning rate of 1e30 overflows the weights within two steps.
+    let cfg = TrainConfig {
+        lr: 1e30,
+        lr_scale: false,
+        log_every: 1,
+        ..tiny()
+    };
+    let err = train(&e, &cfg, &dir, false, false).unwrap_err().to_string();
+    assert!(err.contains("NaN") || err.contains("inf"), "{err}");
+    assert!(err.contains("checkpoint"), "{err}");
+    assert!(
+        !dir.join("checkpoint.bin").exists(),
+        "a diverged epoch must not be checkpointed"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
