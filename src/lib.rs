@@ -19,6 +19,7 @@ pub mod params;
 pub mod pool;
 pub mod rng;
 pub mod ssl;
+pub mod study;
 pub mod tensor;
 pub mod train;
 

@@ -28,6 +28,8 @@ enum Command {
     Train(Box<byol::cli::train::TrainArgs>),
     /// Linear evaluation of a trained run's encoder (or of a random one with --random).
     Eval(byol::cli::train::EvalArgs),
+    /// The seed's study: every variant of its table from one initialization, its table and figures.
+    Study(byol::cli::study::StudyArgs),
     /// Datasets: info, fetch, show augmented pairs.
     Data {
         #[command(subcommand)]
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
             byol::cli::train::run(&args, cli.adapter.as_deref(), epochs_given)
         }
         Command::Eval(args) => byol::cli::train::eval(&args, cli.adapter.as_deref()),
+        Command::Study(args) => byol::cli::study::run(&args, cli.adapter.as_deref()),
         Command::Data { command } => byol::cli::data::run(command, cli.adapter.as_deref()),
     };
     match result {

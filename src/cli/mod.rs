@@ -2,4 +2,5 @@
 
 pub mod data;
 pub mod data_show;
+pub mod study;
 pub mod train;

@@ -1,0 +1,55 @@
+//! `byol study`: flags to [`StudyOptions`], then the study.
+
+use crate::error::Result;
+use crate::study::{self, Preset, StudyOptions};
+use crate::{Engine, EngineOptions};
+use clap::Args;
+use std::path::PathBuf;
+
+/// Flags of `byol study`.
+#[derive(Args, Debug, Clone)]
+pub struct StudyArgs {
+    /// smoke (CI, about a minute on a CPU) | quick (synthetic, minutes on a GPU) | seed (the seed's setup; needs --dataset stl10:DIR)
+    #[arg(long, default_value = "quick")]
+    pub preset: String,
+    /// Overrides the preset's dataset (synthetic | stl10:DIR | cifar10:DIR | ...).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Study directory: runs/<variant>/, results.json, table.md, accuracy.png, cosine.png.
+    #[arg(long, default_value = "study")]
+    pub out: PathBuf,
+    /// Overrides the preset's number of epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Comma-separated variants: contrastive,byol,proj-bn,pred-bn,no-norm,layer-norm,random (default all).
+    #[arg(long, value_delimiter = ',')]
+    pub variants: Option<Vec<String>>,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: &StudyArgs, adapter: Option<&str>) -> Result<()> {
+    let engine = Engine::new(EngineOptions {
+        adapter: adapter.map(str::to_owned),
+        ..Default::default()
+    })?;
+    let opts = StudyOptions {
+        preset: Preset::parse(&args.preset)?,
+        dataset: args.dataset.clone(),
+        out: args.out.clone(),
+        epochs: args.epochs,
+        variants: args.variants.clone(),
+        progress: !args.quiet,
+    };
+    if !args.quiet {
+        eprintln!("adapter: {}", engine.adapter_name());
+    }
+    let s = study::run_study(&engine, &opts)?;
+    println!("{}", study::table(&s));
+    println!(
+        "results in {} (results.json, table.md, accuracy.png, cosine.png)",
+        args.out.display()
+    );
+    Ok(())
+}

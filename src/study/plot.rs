@@ -1,0 +1,396 @@
+//! The study's two figures, drawn pixel by pixel with the `image` crate and a tiny 5x7 bitmap
+//! font (no plotting crate): linear accuracy per epoch, and positive vs negative cosine.
+
+use super::StudyResults;
+use crate::error::{Error, Result};
+use image::{Rgb, RgbImage};
+use std::path::Path;
+
+const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
+const BLACK: Rgb<u8> = Rgb([0, 0, 0]);
+const GRID: Rgb<u8> = Rgb([225, 225, 225]);
+const BLUE: Rgb<u8> = Rgb([31, 119, 180]);
+const RED: Rgb<u8> = Rgb([214, 39, 40]);
+
+/// One colour per variant, in table order (the last, grey, is "Random").
+const PALETTE: [Rgb<u8>; 8] = [
+    Rgb([31, 119, 180]),
+    Rgb([255, 127, 14]),
+    Rgb([44, 160, 44]),
+    Rgb([214, 39, 40]),
+    Rgb([148, 103, 189]),
+    Rgb([140, 86, 75]),
+    Rgb([127, 127, 127]),
+    Rgb([23, 190, 207]),
+];
+
+/// A figure being drawn.
+pub struct Canvas {
+    pub img: RgbImage,
+}
+
+impl Canvas {
+    pub fn new(w: u32, h: u32) -> Canvas {
+        Canvas {
+            img: RgbImage::from_pixel(w, h, WHITE),
+        }
+    }
+
+    pub fn save_png(&self, path: &Path) -> Result<()> {
+        self.img
+            .save_with_format(path, image::ImageFormat::Png)
+            .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))
+    }
+
+    fn put(&mut self, x: i64, y: i64, c: Rgb<u8>) {
+        if x >= 0 && y >= 0 && (x as u32) < self.img.width() && (y as u32) < self.img.height() {
+            self.img.put_pixel(x as u32, y as u32, c);
+        }
+    }
+
+    fn rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, c: Rgb<u8>) {
+        for y in y0.min(y1)..=y0.max(y1) {
+            for x in x0.min(x1)..=x0.max(x1) {
+                self.put(x, y, c);
+            }
+        }
+    }
+
+    /// A line `thick` pixels wide (Bresenham with a square pen); `dash` > 0 leaves gaps.
+    fn line(&mut self, a: (i64, i64), b: (i64, i64), thick: i64, c: Rgb<u8>, dash: i64) {
+        let (mut x, mut y) = a;
+        let (dx, dy) = ((b.0 - x).abs(), -(b.1 - y).abs());
+        let (sx, sy) = (if x < b.0 { 1 } else { -1 }, if y < b.1 { 1 } else { -1 });
+        let mut err = dx + dy;
+        let r = thick / 2;
+        let mut n = 0i64;
+        loop {
+            if dash == 0 || (n / dash) % 2 == 0 {
+                self.rect(x - r, y - r, x - r + thick - 1, y - r + thick - 1, c);
+            }
+            n += 1;
+            if (x, y) == b {
+                break;
+            }
+            let e2 = 2 * err;
+            if e2 >= dy {
+                err += dy;
+                x += sx;
+            }
+            if e2 <= dx {
+                err += dx;
+                y += sy;
+            }
+        }
+    }
+
+    /// Text with its top-left corner at (x, y), each font pixel `scale` pixels wide.
+    pub fn text(&mut self, x: i64, y: i64, s: &str, scale: i64, c: Rgb<u8>) {
+        for (i, ch) in s.chars().enumerate() {
+            let rows = glyph(ch);
+            let gx = x + i as i64 * 6 * scale;
+            for (row, bits) in rows.iter().enumerate() {
+                for col in 0..5 {
+                    if bits & (0x10 >> col) != 0 {
+                        let px = gx + col * scale;
+                        let py = y + row as i64 * scale;
+                        self.rect(px, py, px + scale - 1, py + scale - 1, c);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Width in pixels of `s` drawn at `scale`.
+pub fn text_width(s: &str, scale: i64) -> i64 {
+    (s.chars().count() as i64 * 6 - 1).max(0) * scale
+}
+
+/// The 5x7 font: seven rows, bit 4 is the leftmost column. Lowercase letters use the capitals;
+/// unknown characters draw as a hollow box.
+pub fn glyph(c: char) -> [u8; 7] {
+    match c.to_ascii_uppercase() {
+        ' ' => [0; 7],
+        '0' => [0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E],
+        '1' => [0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E],
+        '2' => [0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F],
+        '3' => [0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E],
+        '4' => [0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02],
+        '5' => [0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E],
+        '6' => [0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E],
+        '7' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+        '8' => [0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E],
+        '9' => [0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C],
+        'A' => [0x0E, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
+        'B' => [0x1E, 0x11, 0x11, 0x1E, 0x11, 0x11, 0x1E],
+        'C' => [0x0E, 0x11, 0x10, 0x10, 0x10, 0x11, 0x0E],
+        'D' => [0x1C, 0x12, 0x11, 0x11, 0x11, 0x12, 0x1C],
+        'E' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x1F],
+        'F' => [0x1F, 0x10, 0x10, 0x1E, 0x10, 0x10, 0x10],
+        'G' => [0x0E, 0x11, 0x10, 0x17, 0x11, 0x11, 0x0F],
+        'H' => [0x11, 0x11, 0x11, 0x1F, 0x11, 0x11, 0x11],
+        'I' => [0x0E, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E],
+        'J' => [0x07, 0x02, 0x02, 0x02, 0x02, 0x12, 0x0C],
+        'K' => [0x11, 0x12, 0x14, 0x18, 0x14, 0x12, 0x11],
+        'L' => [0x10, 0x10, 0x10, 0x10, 0x10, 0x10, 0x1F],
+        'M' => [0x11, 0x1B, 0x15, 0x15, 0x11, 0x11, 0x11],
+        'N' => [0x11, 0x11, 0x19, 0x15, 0x13, 0x11, 0x11],
+        'O' => [0x0E, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
+        'P' => [0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10],
+        'Q' => [0x0E, 0x11, 0x11, 0x11, 0x15, 0x12, 0x0D],
+        'R' => [0x1E, 0x11, 0x11, 0x1E, 0x14, 0x12, 0x11],
+        'S' => [0x0F, 0x10, 0x10, 0x0E, 0x01, 0x01, 0x1E],
+        'T' => [0x1F, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04],
+        'U' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x0E],
+        'V' => [0x11, 0x11, 0x11, 0x11, 0x11, 0x0A, 0x04],
+        'W' => [0x11, 0x11, 0x11, 0x15, 0x15, 0x15, 0x0A],
+        'X' => [0x11, 0x11, 0x0A, 0x04, 0x0A, 0x11, 0x11],
+        'Y' => [0x11, 0x11, 0x11, 0x0A, 0x04, 0x04, 0x04],
+        'Z' => [0x1F, 0x01, 0x02, 0x04, 0x08, 0x10, 0x1F],
+        '.' => [0, 0, 0, 0, 0, 0x0C, 0x0C],
+        ',' => [0, 0, 0, 0, 0x0C, 0x04, 0x08],
+        ':' => [0, 0x0C, 0x0C, 0, 0x0C, 0x0C, 0],
+        '-' => [0, 0, 0, 0x1F, 0, 0, 0],
+        '+' => [0, 0x04, 0x04, 0x1F, 0x04, 0x04, 0],
+        '=' => [0, 0, 0x1F, 0, 0x1F, 0, 0],
+        '%' => [0x18, 0x19, 0x02, 0x04, 0x08, 0x13, 0x03],
+        '/' => [0, 0x01, 0x02, 0x04, 0x08, 0x10, 0],
+        '(' => [0x02, 0x04, 0x08, 0x08, 0x08, 0x04, 0x02],
+        ')' => [0x08, 0x04, 0x02, 0x02, 0x02, 0x04, 0x08],
+        '_' => [0, 0, 0, 0, 0, 0, 0x1F],
+        '\'' => [0x04, 0x04, 0x08, 0, 0, 0, 0],
+        _ => [0x1F, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1F],
+    }
+}
+
+/// Plot area inside a canvas, mapping data to pixels.
+struct Axes {
+    left: i64,
+    top: i64,
+    right: i64,
+    bottom: i64,
+    x: (f64, f64),
+    y: (f64, f64),
+}
+
+impl Axes {
+    fn px(&self, x: f64) -> i64 {
+        let t = (x - self.x.0) / (self.x.1 - self.x.0).max(1e-12);
+        self.left + (t * (self.right - self.left) as f64).round() as i64
+    }
+
+    fn py(&self, y: f64) -> i64 {
+        let t = (y - self.y.0) / (self.y.1 - self.y.0).max(1e-12);
+        self.bottom - (t * (self.bottom - self.top) as f64).round() as i64
+    }
+
+    /// Frame, horizontal grid lines with labels at `y_ticks`, and the title and axis names.
+    fn frame(&self, c: &mut Canvas, y_ticks: &[(f64, String)], title: &str, y_name: &str) {
+        for (v, label) in y_ticks {
+            let y = self.py(*v);
+            c.line((self.left, y), (self.right, y), 1, GRID, 0);
+            c.text(self.left - 8 - text_width(label, 2), y - 7, label, 2, BLACK);
+        }
+        c.line((self.left, self.top), (self.left, self.bottom), 2, BLACK, 0);
+        c.line(
+            (self.left, self.bottom),
+            (self.right, self.bottom),
+            2,
+            BLACK,
+            0,
+        );
+        let mid = (self.left + self.right) / 2;
+        c.text(mid - text_width(title, 2) / 2, 14, title, 2, BLACK);
+        c.text(10, self.top - 26, y_name, 2, BLACK);
+    }
+}
+
+/// Ticks every `step` covering [lo, hi].
+fn ticks(lo: f64, hi: f64, step: f64, decimals: usize) -> Vec<(f64, String)> {
+    let mut v = Vec::new();
+    let mut t = (lo / step).ceil() * step;
+    while t <= hi + step * 1e-6 {
+        v.push((t, format!("{t:.decimals$}")));
+        t += step;
+    }
+    v
+}
+
+/// A step of 1, 2 or 5 times a power of ten giving about `n` intervals over `span`.
+fn nice_step(span: f64, n: f64) -> f64 {
+    let raw = (span / n).max(1e-9);
+    let p = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * p)
+}
+
+/// The seed's first figure: linear accuracy (%) per epoch, one line per variant; an untrained
+/// "Random" baseline is a dashed horizontal line.
+pub fn accuracy_figure(s: &StudyResults) -> Canvas {
+    let mut c = Canvas::new(1000, 560);
+    let series: Vec<(usize, Vec<(f64, f64)>)> = s
+        .variants
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let pts = r
+                .metrics
+                .iter()
+                .filter_map(|m| {
+                    let e = m.get("epoch")?.as_f64()?;
+                    let a = m.get("linear_accuracy")?.as_f64()?;
+                    Some((e, a * 100.0))
+                })
+                .collect();
+            (i, pts)
+        })
+        .collect();
+    let mut ys: Vec<f64> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .collect();
+    ys.extend(
+        s.variants
+            .iter()
+            .filter(|r| r.metrics.is_empty())
+            .filter_map(|r| r.final_accuracy.map(|a| a * 100.0)),
+    );
+    let (mut lo, mut hi) = ys
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
+    if ys.is_empty() {
+        (lo, hi) = (0.0, 100.0);
+    }
+    let step = nice_step((hi - lo).max(1.0), 5.0);
+    lo = ((lo / step).floor() * step).max(0.0);
+    hi = ((hi / step).ceil() * step).min(100.0).max(lo + step);
+    let epochs = s.epochs.max(1) as f64;
+    let ax = Axes {
+        left: 90,
+        top: 60,
+        right: 660,
+        bottom: 490,
+        x: (if epochs > 1.0 { 1.0 } else { 0.0 }, epochs),
+        y: (lo, hi),
+    };
+    let y_ticks = ticks(lo, hi, step, if step < 1.0 { 1 } else { 0 });
+    ax.frame(&mut c, &y_ticks, "LINEAR ACCURACY PER EPOCH", "ACCURACY %");
+    let x_step = nice_step(epochs, 10.0).max(1.0);
+    for (v, label) in ticks(ax.x.0.max(1.0), epochs, x_step, 0) {
+        let x = ax.px(v);
+        c.line((x, ax.bottom), (x, ax.bottom + 6), 2, BLACK, 0);
+        c.text(
+            x - text_width(&label, 2) / 2,
+            ax.bottom + 12,
+            &label,
+            2,
+            BLACK,
+        );
+    }
+    c.text(
+        (ax.left + ax.right) / 2 - text_width("EPOCH", 2) / 2,
+        ax.bottom + 40,
+        "EPOCH",
+        2,
+        BLACK,
+    );
+    for (i, r) in s.variants.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let pts = &series[i].1;
+        if r.metrics.is_empty() {
+            if let Some(a) = r.final_accuracy {
+                let y = ax.py(a * 100.0);
+                c.line((ax.left, y), (ax.right, y), 2, color, 8);
+            }
+        } else {
+            for w in pts.windows(2) {
+                c.line(
+                    (ax.px(w[0].0), ax.py(w[0].1)),
+                    (ax.px(w[1].0), ax.py(w[1].1)),
+                    3,
+                    color,
+                    0,
+                );
+            }
+            for p in pts {
+                let (x, y) = (ax.px(p.0), ax.py(p.1));
+                c.rect(x - 3, y - 3, x + 3, y + 3, color);
+            }
+        }
+        // Legend entry.
+        let ly = ax.top + 10 + i as i64 * 26;
+        let dash = if r.metrics.is_empty() { 6 } else { 0 };
+        c.line((690, ly + 6), (730, ly + 6), 3, color, dash);
+        c.text(740, ly, &r.name, 2, BLACK);
+    }
+    c
+}
+
+/// The seed's second figure: per trained variant, the last epoch's mean cosine of positive pairs
+/// (blue) and of negatives (red).
+pub fn cosine_figure(s: &StudyResults) -> Canvas {
+    let rows: Vec<_> = s
+        .variants
+        .iter()
+        .filter_map(|r| Some((r.name.as_str(), r.final_cos_pos?, r.final_cos_neg?)))
+        .collect();
+    let group = 150i64;
+    let width = (110 + group * rows.len().max(1) as i64 + 40).max(700);
+    let mut c = Canvas::new(width as u32, 560);
+    let lo = rows
+        .iter()
+        .map(|r| r.1.min(r.2))
+        .fold(0.0f64, f64::min)
+        .max(-1.0);
+    let lo = (lo / 0.2).floor() * 0.2;
+    let ax = Axes {
+        left: 110,
+        top: 60,
+        right: width - 40,
+        bottom: 460,
+        x: (0.0, 1.0),
+        y: (lo, 1.0),
+    };
+    let y_ticks = ticks(lo, 1.0, 0.2, 1);
+    ax.frame(
+        &mut c,
+        &y_ticks,
+        "COSINE OF POSITIVES AND NEGATIVES (LAST EPOCH)",
+        "COSINE",
+    );
+    let zero = ax.py(0.0);
+    for (i, (name, pos, neg)) in rows.iter().enumerate() {
+        let x0 = ax.left + 20 + i as i64 * group;
+        for (j, (v, color)) in [(*pos, BLUE), (*neg, RED)].into_iter().enumerate() {
+            let bx = x0 + j as i64 * 50;
+            c.rect(bx, ax.py(v), bx + 44, zero, color);
+        }
+        // The name under its bars, split into lines that fit the group.
+        let mut y = ax.bottom + 12;
+        let mut line = String::new();
+        for word in name.split(' ') {
+            if !line.is_empty() && text_width(&format!("{line} {word}"), 2) > group - 10 {
+                c.text(x0, y, &line, 2, BLACK);
+                y += 18;
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        c.text(x0, y, &line, 2, BLACK);
+    }
+    c.line((ax.left, zero), (ax.right, zero), 2, BLACK, 0);
+    // Legend, top right.
+    let lx = ax.right - 290;
+    c.rect(lx, 38, lx + 14, 52, BLUE);
+    c.text(lx + 20, 39, "POSITIVES", 2, BLACK);
+    c.rect(lx + 140, 38, lx + 154, 52, RED);
+    c.text(lx + 160, 39, "NEGATIVES", 2, BLACK);
+    c
+}
