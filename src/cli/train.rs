@@ -62,15 +62,15 @@ pub struct TrainArgs {
     /// Keep the learning rate constant after warmup (no cosine decay).
     #[arg(long)]
     pub no_cosine: bool,
-    /// EMA base decay of the target network.
-    #[arg(long, default_value_t = 0.99)]
-    pub tau: f64,
+    /// EMA base decay of the target network (default 0.999 for moco, as MoCo v2; 0.99 otherwise).
+    #[arg(long)]
+    pub tau: Option<f64>,
     /// Keep tau constant instead of BYOL's schedule rising to 1.
     #[arg(long)]
     pub no_tau_schedule: bool,
-    /// InfoNCE / NT-Xent temperature (contrastive, moco, simclr).
-    #[arg(long, default_value_t = 0.2)]
-    pub temperature: f32,
+    /// InfoNCE / NT-Xent temperature (default 0.5 for simclr, as SimCLR; 0.2 otherwise).
+    #[arg(long)]
+    pub temperature: Option<f32>,
     /// MoCo queue length.
     #[arg(long, default_value_t = 4096)]
     pub queue_size: usize,
@@ -127,9 +127,15 @@ impl TrainArgs {
             weight_decay: self.weight_decay,
             warmup_epochs: self.warmup_epochs,
             cosine: !self.no_cosine,
-            tau: self.tau,
+            tau: self
+                .tau
+                .unwrap_or(if self.method == "moco" { 0.999 } else { 0.99 }),
             tau_schedule: !self.no_tau_schedule,
-            temperature: self.temperature,
+            temperature: self.temperature.unwrap_or(if self.method == "simclr" {
+                0.5
+            } else {
+                0.2
+            }),
             queue_size: self.queue_size,
             augment: self.augment.clone(),
             eval_every: self.eval_every,
