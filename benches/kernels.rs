@@ -298,6 +298,18 @@ fn cases(e: &Engine) -> Vec<Case> {
         compute_bound: false,
         run: Box::new(move || ops::sum_axis(&act2, 0)),
     });
+    // Collapse diagnostic: Gram of the smaller side (counted as the work) plus the one-workgroup
+    // Jacobi eigensolver, whose time dominates.
+    for (n, d) in [(256, 512), (512, 128)] {
+        let z = random(e, r, &[n, d]);
+        v.push(Case {
+            name: "effective_rank".into(),
+            shape: format!("{n}x{d}"),
+            work: 2.0 * (n * d * n.min(d)) as f64,
+            compute_bound: true,
+            run: Box::new(move || ops::effective_rank(&z)),
+        });
+    }
     v
 }
 

@@ -98,6 +98,7 @@ fn main() {
             proj_norm: NormKind::Batch,
             pred_norm: NormKind::Batch,
             temperature: 0.2,
+            contrastive_queue: false,
             queue_size: 1,
             seed: 0,
         };

@@ -16,6 +16,8 @@ pub enum Error {
     Shader(String),
     /// Reading or writing a file failed; the path is part of the message.
     Io(String),
+    /// Training produced a NaN or infinite loss (the last good checkpoint is kept).
+    Diverged(String),
 }
 
 impl fmt::Display for Error {
@@ -27,6 +29,7 @@ impl fmt::Display for Error {
             Error::Invalid(m) => write!(f, "invalid argument: {m}"),
             Error::Shader(m) => write!(f, "shader error: {m}"),
             Error::Io(m) => write!(f, "I/O error: {m}"),
+            Error::Diverged(m) => write!(f, "training diverged: {m}"),
         }
     }
 }

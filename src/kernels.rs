@@ -37,6 +37,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul_vec4", include_str!("../shaders/matmul_vec4.wgsl")),
     ("optim", include_str!("../shaders/optim.wgsl")),
     ("augment", include_str!("../shaders/augment.wgsl")),
+    ("eigen", include_str!("../shaders/eigen.wgsl")),
 ];
 
 pub fn shader_source(name: &str) -> Result<&'static str> {

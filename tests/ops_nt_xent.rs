@@ -5,37 +5,8 @@ mod common;
 use byol::ops;
 use byol::rng::Rng;
 use byol::{EngineOptions, Error, Tensor};
+use common::l2_ref::{normalize, normalize_backward};
 use common::{rand_vec, OpCheck};
-
-/// Rows of x ([n, d]) divided by their norms, and those norms (inputs are never zero rows).
-fn normalize(x: &[f64], d: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut y = x.to_vec();
-    let mut norms = Vec::new();
-    for row in y.chunks_mut(d) {
-        let norm = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-        row.iter_mut().for_each(|v| *v /= norm);
-        norms.push(norm);
-    }
-    (y, norms)
-}
-
-/// (dy - y * sum(dy * y)) / norm per row.
-fn normalize_backward(x: &[f64], dy: &[f64], d: usize) -> Vec<f64> {
-    let (y, norms) = normalize(x, d);
-    let mut dx = vec![0.0; x.len()];
-    for (r, norm) in norms.iter().enumerate() {
-        let row = r * d..(r + 1) * d;
-        let dot: f64 = dy[row.clone()]
-            .iter()
-            .zip(&y[row.clone()])
-            .map(|(a, b)| a * b)
-            .sum();
-        for i in row {
-            dx[i] = (dy[i] - y[i] * dot) / norm;
-        }
-    }
-    dx
-}
 
 /// The stacked normalized rows [ẑ1; ẑ2] as 2N vectors.
 fn stacked(z1: &[f64], z2: &[f64], d: usize) -> Vec<Vec<f64>> {

@@ -17,6 +17,7 @@ fn smoke_study_writes_the_table_and_figures_and_resumes() {
         out: out.clone(),
         epochs: None,
         variants: None,
+        overrides: vec![],
         progress: false,
     };
     let t0 = Instant::now();
@@ -35,8 +36,17 @@ fn smoke_study_writes_the_table_and_figures_and_resumes() {
     };
     for v in variants {
         assert!(v["final_accuracy"].as_f64().is_some(), "{}", v["name"]);
+        // An effective rank lies in [1, min(n, d)]; the smoke embeddings are 64-d.
+        let rank = v["final_embedding_rank"].as_f64().unwrap();
+        assert!((1.0..=64.0).contains(&rank), "{}: rank {rank}", v["name"]);
         if v["name"] != "Random" {
             assert_eq!(v["metrics"].as_array().unwrap().len(), 2, "{}", v["name"]);
+            let out_rank = v["final_output_rank"].as_f64().unwrap();
+            assert!(
+                (1.0..=32.0).contains(&out_rank),
+                "{}: {out_rank}",
+                v["name"]
+            );
         }
     }
     let cos_neg = |n: &str| by_name(n)["final_cos_neg"].as_f64().unwrap();
@@ -48,9 +58,9 @@ fn smoke_study_writes_the_table_and_figures_and_resumes() {
     );
 
     let table = std::fs::read_to_string(out.join("table.md")).unwrap();
-    assert!(table.contains("| Projection BN Only | Batch Norm | No Norm |"));
+    assert!(table.contains("| Projection BN Only | Batch Norm | Batch Norm | No Norm |"));
     assert!(table.contains("57.7"));
-    for f in ["accuracy.png", "cosine.png"] {
+    for f in ["accuracy.png", "cosine.png", "std.png", "rank.png"] {
         let img = image::open(out.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(img.width() > 100 && img.height() > 100);
     }
@@ -64,5 +74,89 @@ fn smoke_study_writes_the_table_and_figures_and_resumes() {
         second * 5 < first,
         "the resumed study took {second:?} after {first:?}"
     );
+    std::fs::remove_dir_all(&out).ok();
+}
+
+#[test]
+fn variant_groups_and_config_overrides() {
+    use byol::study::{apply_overrides, select};
+    let names = |sel: &[&str]| -> Vec<&'static str> {
+        let sel: Vec<String> = sel.iter().map(|s| s.to_string()).collect();
+        select(Some(&sel)).unwrap().iter().map(|v| v.slug).collect()
+    };
+    assert_eq!(select(None).unwrap().len(), 7);
+    assert_eq!(
+        names(&["appendix"]),
+        ["no-bn-sgd", "no-bn-lars", "no-bn-wd", "gn-ws"]
+    );
+    assert_eq!(names(&["moco", "byol"]), ["byol", "moco"]);
+    assert_eq!(names(&["all"]).len(), 14);
+    assert!(select(Some(&["bogus".to_string()])).is_err());
+
+    // Appendix rows remove batch norm everywhere and pick their optimizer.
+    let base = Preset::Quick.base_config();
+    for v in select(Some(&["appendix".to_string()])).unwrap() {
+        let c = v.config(&base, Preset::Quick);
+        assert_ne!(c.encoder_norm, "batch", "{}", v.slug);
+        assert!(
+            c.proj_norm != "batch" && c.pred_norm != "batch",
+            "{}",
+            v.slug
+        );
+        c.validate().unwrap();
+    }
+    let lars = &select(Some(&["no-bn-lars".to_string()])).unwrap()[0];
+    assert_eq!(lars.config(&base, Preset::Quick).optimizer, "lars");
+    for v in select(Some(&["beyond".to_string()])).unwrap() {
+        v.config(&base, Preset::Quick).validate().unwrap();
+    }
+
+    let set = |kv: &[&str]| {
+        let kv: Vec<String> = kv.iter().map(|s| s.to_string()).collect();
+        apply_overrides(base.clone(), &kv)
+    };
+    let c = set(&["image_size=16", "lr=0.4", "optimizer=lars", "cosine=false"]).unwrap();
+    assert_eq!(
+        (c.image_size, c.lr, c.optimizer.as_str(), c.cosine),
+        (16, 0.4, "lars", false)
+    );
+    assert_eq!(set(&["width-mult=0.125"]).unwrap().width_mult, 0.125);
+    for bad in [
+        "nonsense=1",
+        "image_size=big",
+        "no_equals_sign",
+        "cosine=maybe",
+    ] {
+        let e = set(&[bad]).unwrap_err().to_string();
+        assert!(e.contains("--set"), "{bad}: {e}");
+    }
+}
+
+/// A variant whose loss becomes NaN is reported as diverged and the study goes on; a rerun does
+/// not train it into the same NaN again.
+#[test]
+fn a_diverging_variant_is_reported_and_the_study_goes_on() {
+    let e = common::engine();
+    let out = std::env::temp_dir().join(format!("byol-test-study-nan-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = StudyOptions {
+        preset: Preset::Smoke,
+        dataset: None,
+        out: out.clone(),
+        epochs: Some(1),
+        variants: Some(vec!["no-norm".into(), "random".into()]),
+        overrides: vec!["lr=1e30".into(), "lr_scale=false".into()],
+        progress: false,
+    };
+    let s = run_study(&e, &opts).unwrap();
+    let no_norm = &s.variants[0];
+    let why = no_norm.diverged.as_deref().unwrap_or_default();
+    assert!(why.contains("NaN") || why.contains("inf"), "{why:?}");
+    assert!(s.variants[1].final_accuracy.is_some(), "Random still ran");
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
+    assert!(table.contains("No Normalization (diverged)"), "{table}");
+    let again = run_study(&e, &opts).unwrap();
+    assert!(again.variants.iter().all(|v| !v.ran_now));
+    assert!(again.variants[0].diverged.is_some());
     std::fs::remove_dir_all(&out).ok();
 }

@@ -21,9 +21,15 @@ pub struct StudyArgs {
     /// Overrides the preset's number of epochs.
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Comma-separated variants: contrastive,byol,proj-bn,pred-bn,no-norm,layer-norm,random (default all).
+    /// Comma-separated variants or groups (default: seed). Groups: seed (contrastive, byol,
+    /// proj-bn, pred-bn, no-norm, layer-norm, random), appendix (no-bn-sgd, no-bn-lars, no-bn-wd,
+    /// gn-ws), beyond (simsiam, moco, simclr), all.
     #[arg(long, value_delimiter = ',')]
     pub variants: Option<Vec<String>>,
+    /// Overrides one field of the preset's config.json, e.g. --set image_size=16 --set lr=0.4
+    /// (repeatable; every variant derives from the changed config).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
@@ -40,15 +46,22 @@ pub fn run(args: &StudyArgs, adapter: Option<&str>) -> Result<()> {
         out: args.out.clone(),
         epochs: args.epochs,
         variants: args.variants.clone(),
+        overrides: args.overrides.clone(),
         progress: !args.quiet,
     };
     if !args.quiet {
         eprintln!("adapter: {}", engine.adapter_name());
+        if engine.gpu().is_software() && opts.preset != Preset::Smoke {
+            eprintln!(
+                "note: this is a software (CPU) adapter, some hundred times slower than a GPU; \
+                 --preset smoke runs in minutes here, or shrink a preset with --set (README, The study)"
+            );
+        }
     }
     let s = study::run_study(&engine, &opts)?;
     println!("{}", study::table(&s));
     println!(
-        "results in {} (results.json, table.md, accuracy.png, cosine.png)",
+        "results in {} (results.json, table.md, accuracy.png, cosine.png, std.png, rank.png)",
         args.out.display()
     );
     Ok(())

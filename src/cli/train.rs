@@ -71,9 +71,13 @@ pub struct TrainArgs {
     /// InfoNCE / NT-Xent temperature (default 0.5 for simclr, as SimCLR; 0.2 otherwise).
     #[arg(long)]
     pub temperature: Option<f32>,
-    /// MoCo queue length.
+    /// Queue length of MoCo (and of `contrastive` with --contrastive-queue).
     #[arg(long, default_value_t = 4096)]
     pub queue_size: usize,
+    /// `contrastive` takes its negatives from a MoCo-style queue of past targets (the seed's
+    /// setup) instead of the other images of the batch.
+    #[arg(long)]
+    pub contrastive_queue: bool,
     /// byol | seed | none
     #[arg(long, default_value = "byol")]
     pub augment: String,
@@ -137,6 +141,7 @@ impl TrainArgs {
                 0.2
             }),
             queue_size: self.queue_size,
+            contrastive_queue: self.contrastive_queue,
             augment: self.augment.clone(),
             eval_every: self.eval_every,
             eval_images: self.eval_images,
@@ -146,6 +151,12 @@ impl TrainArgs {
         }
     }
 }
+
+/// Printed when the chosen adapter runs on the CPU, where a default-sized run takes hours.
+pub const SOFTWARE_ADAPTER_NOTE: &str =
+    "note: this is a software (CPU) adapter, some hundred times \
+slower than a GPU; for a first look try --width-mult 0.125 --image-size 16 --batch-size 32 \
+--max-steps-per-epoch 20 (or pick a GPU with --adapter; `byol adapters` lists them)";
 
 fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
     let data: String = cfg.dataset.split(':').next().unwrap_or("data").to_string();
@@ -192,6 +203,9 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, epochs_given: bool) -> Resul
     };
     if !args.quiet {
         eprintln!("adapter: {}", engine.adapter_name());
+        if engine.gpu().is_software() {
+            eprintln!("{SOFTWARE_ADAPTER_NOTE}");
+        }
         eprintln!(
             "run: {} ({} on {}, {}px, batch {})",
             out.display(),
@@ -252,14 +266,16 @@ pub fn eval(args: &EvalArgs, adapter: Option<&str>) -> Result<()> {
         cfg.eval_images = n;
     }
     cfg.validate()?;
-    let r = train::evaluate_run(&engine, &args.run, &cfg, args.random)?;
+    let e = train::evaluate_run(&engine, &args.run, &cfg, args.random)?;
+    let r = &e.probe;
     println!(
-        "linear accuracy {:.2}% ({} protocol, fit accuracy {:.2}%, {} iterations, final loss {:.4})",
+        "linear accuracy {:.2}% ({} protocol, fit accuracy {:.2}%, {} iterations, final loss {:.4}); embedding effective rank {:.1}",
         r.accuracy * 100.0,
         cfg.eval_protocol,
         r.fit_accuracy * 100.0,
         r.iterations,
-        r.final_loss
+        r.final_loss,
+        e.embedding_rank
     );
     Ok(())
 }

@@ -16,6 +16,8 @@ pub struct Diagnostics {
     pairs_neg: f64,
     /// Per-dimension mean and mean square of the last batch's normalized online outputs.
     last_moments: Option<(Tensor, Tensor)>,
+    /// The last batch's normalized online outputs, for their effective rank.
+    last_z: Option<Tensor>,
     loss_sum: Option<Tensor>,
     steps: usize,
 }
@@ -29,6 +31,9 @@ pub struct DiagnosticValues {
     pub output_std: f64,
     /// 1/sqrt(d): the std of uniformly spread unit vectors, for comparison.
     pub output_std_reference: f64,
+    /// Effective rank of the last batch's normalized online outputs: 1 when every output is the
+    /// same vector, min(batch, d) when they use every direction equally.
+    pub output_rank: f64,
 }
 
 fn accumulate(slot: &mut Option<Tensor>, v: Tensor) -> Result<()> {
@@ -53,6 +58,7 @@ impl Diagnostics {
         self.pairs_pos += n;
         self.pairs_neg += n * (n - 1.0);
         self.last_moments = Some((ops::mean_axis(z, 0)?, ops::mean_axis(&ops::mul(z, z)?, 0)?));
+        self.last_z = Some(z.clone());
         self.steps += 1;
         Ok(())
     }
@@ -98,6 +104,9 @@ impl Diagnostics {
                 .sum();
             out.output_std = std_sum / d;
             out.output_std_reference = 1.0 / d.sqrt();
+        }
+        if let Some(z) = self.last_z.take() {
+            out.output_rank = ops::effective_rank(&z)?.item()? as f64;
         }
         *self = Diagnostics::default();
         Ok(out)

@@ -19,6 +19,8 @@ pub struct ModelConfig {
     pub pred_norm: NormKind,
     pub temperature: f32,
     pub queue_size: usize,
+    /// `Contrastive` draws its negatives from a queue of past targets instead of the batch.
+    pub contrastive_queue: bool,
     pub seed: u64,
 }
 
@@ -86,7 +88,9 @@ impl SslModel {
         } else {
             None
         };
-        let queue = if config.method == Method::Moco {
+        let uses_queue = config.method == Method::Moco
+            || (config.method == Method::Contrastive && config.contrastive_queue);
+        let queue = if uses_queue {
             Some(random_unit_rows(
                 engine,
                 config.queue_size,
@@ -180,6 +184,17 @@ impl SslModel {
                 };
                 let loss = if self.config.method == Method::Byol {
                     ops::add(&ops::byol_loss(&p1, &k2)?, &ops::byol_loss(&p2, &k1)?)?
+                } else if let Some(queue) = &self.queue {
+                    // The seed's contrastive row: negatives from past targets, then this step's
+                    // targets join the queue (the loss has already taken what it needs of it).
+                    let loss = ops::add(
+                        &ops::info_nce(&p1, &k2, t, Some(queue))?,
+                        &ops::info_nce(&p2, &k1, t, Some(queue))?,
+                    )?;
+                    let _ng = engine.no_grad();
+                    let pos = ops::queue_push(queue, &ops::l2_normalize(&k2)?, self.queue_pos)?;
+                    self.queue_pos = ops::queue_push(queue, &ops::l2_normalize(&k1)?, pos)?;
+                    loss
                 } else {
                     ops::add(
                         &ops::info_nce(&p1, &k2, t, None)?,

@@ -4,6 +4,9 @@
 //! Each variant runs in its own directory under `OUT/runs/`, so an interrupted study resumes.
 
 pub mod plot;
+pub mod variants;
+
+pub use variants::{select, variants, Group, Variant};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -97,102 +100,13 @@ impl Preset {
                 tau_schedule: false,
                 augment: "seed".into(),
                 temperature: 0.2,
+                // The contrastive row's negatives: a queue of 65,536 past targets.
+                contrastive_queue: true,
+                queue_size: 65536,
                 eval_protocol: "half-test".into(),
                 eval_images: 0,
                 ..base
             },
-        }
-    }
-}
-
-/// One row of the seed's table.
-#[derive(Clone, Debug)]
-pub struct Variant {
-    pub slug: &'static str,
-    pub name: &'static str,
-    /// None: the untrained "Random" baseline.
-    pub method: Option<&'static str>,
-    pub proj_norm: &'static str,
-    pub pred_norm: &'static str,
-    /// The seed's linear accuracy (%) after 10 epochs on STL-10.
-    pub seed_accuracy: f64,
-}
-
-/// The seed's table, in its order.
-pub fn variants() -> Vec<Variant> {
-    let v = |slug, name, method, proj_norm, pred_norm, seed_accuracy| Variant {
-        slug,
-        name,
-        method,
-        proj_norm,
-        pred_norm,
-        seed_accuracy,
-    };
-    vec![
-        v(
-            "contrastive",
-            "Contrastive Loss",
-            Some("contrastive"),
-            "none",
-            "none",
-            44.1,
-        ),
-        v("byol", "BYOL", Some("byol"), "batch", "batch", 57.7),
-        v(
-            "proj-bn",
-            "Projection BN Only",
-            Some("byol"),
-            "batch",
-            "none",
-            55.3,
-        ),
-        v(
-            "pred-bn",
-            "Prediction BN Only",
-            Some("byol"),
-            "none",
-            "batch",
-            48.0,
-        ),
-        v(
-            "no-norm",
-            "No Normalization",
-            Some("byol"),
-            "none",
-            "none",
-            28.3,
-        ),
-        v(
-            "layer-norm",
-            "Layer Norm",
-            Some("byol"),
-            "layer",
-            "layer",
-            29.4,
-        ),
-        v("random", "Random", None, "batch", "batch", 28.8),
-    ]
-}
-
-impl Variant {
-    /// The variant's training config, derived from `base` (only method and MLP norms change).
-    pub fn config(&self, base: &TrainConfig, preset: Preset) -> TrainConfig {
-        let mut cfg = base.clone();
-        cfg.method = self.method.unwrap_or("byol").into();
-        cfg.proj_norm = self.proj_norm.into();
-        cfg.pred_norm = self.pred_norm.into();
-        // The seed trained its contrastive row at lr 0.02 (its BYOL rows at 0.8).
-        if preset == Preset::Seed && self.method == Some("contrastive") {
-            cfg.lr = 0.02;
-        }
-        cfg
-    }
-
-    pub fn loss_name(&self) -> &'static str {
-        match self.method {
-            Some("contrastive") => "Cross Entropy",
-            Some(_) => "L2",
-            None => "-",
         }
     }
 }
@@ -206,8 +120,10 @@ pub struct StudyOptions {
     pub out: PathBuf,
     /// Overrides the preset's epochs.
     pub epochs: Option<usize>,
-    /// Slugs of the variants to run (None: all).
+    /// Slugs and group names of the variants to run (None: the seed's table).
     pub variants: Option<Vec<String>>,
+    /// `key=value` overrides of the preset's config (any field of `config.json`).
+    pub overrides: Vec<String>,
     pub progress: bool,
 }
 
@@ -216,9 +132,14 @@ pub struct StudyOptions {
 pub struct VariantResult {
     pub slug: String,
     pub name: String,
+    pub group: String,
+    pub encoder_norm: String,
     pub proj_norm: String,
     pub pred_norm: String,
     pub loss: String,
+    pub contrastive: String,
+    /// sgd or lars, with the weight decay: "sgd, wd 0.0001".
+    pub optimizer: String,
     /// The lines of the variant's `metrics.jsonl` (empty for "Random").
     pub metrics: Vec<Value>,
     /// Linear accuracy in [0, 1] after the last epoch (or of the untrained encoder).
@@ -226,9 +147,17 @@ pub struct VariantResult {
     pub final_cos_pos: Option<f64>,
     pub final_cos_neg: Option<f64>,
     pub final_output_std: Option<f64>,
-    pub seed_accuracy: f64,
+    /// 1/sqrt(d): the output std of unit vectors spread evenly (SimSiam's reference).
+    pub output_std_reference: Option<f64>,
+    /// Effective rank of the last batch's normalized projections (1: total collapse).
+    pub final_output_rank: Option<f64>,
+    /// Effective rank of the encoder's embeddings of the evaluation images.
+    pub final_embedding_rank: Option<f64>,
+    pub seed_accuracy: Option<f64>,
     /// Whether this invocation trained (or evaluated) it, rather than finding it done.
     pub ran_now: bool,
+    /// Why training stopped early (a NaN or infinite loss); its metrics end at the last good epoch.
+    pub diverged: Option<String>,
 }
 
 /// The whole study, as written to `results.json`.
@@ -244,6 +173,9 @@ pub struct StudyResults {
     pub train_seconds: f64,
     pub variants: Vec<VariantResult>,
 }
+
+/// Written into a variant's directory when its training diverged.
+const DIVERGED_NOTE: &str = "diverged.txt";
 
 /// Runs (or resumes) the study and writes its outputs into `opts.out`.
 pub fn run_study(engine: &Engine, opts: &StudyOptions) -> Result<StudyResults> {
@@ -261,6 +193,7 @@ pub fn run_study(engine: &Engine, opts: &StudyOptions) -> Result<StudyResults> {
     if let Some(e) = opts.epochs {
         base.epochs = e;
     }
+    let base = apply_overrides(base, &opts.overrides)?;
     base.validate()?;
     let chosen = select(opts.variants.as_deref())?;
     let runs = opts.out.join("runs");
@@ -271,8 +204,29 @@ pub fn run_study(engine: &Engine, opts: &StudyOptions) -> Result<StudyResults> {
         if opts.progress {
             eprintln!("== {} ({})", v.name, dir.display());
         }
+        cfg.validate()
+            .map_err(|e| Error::Invalid(format!("variant {}: {e}", v.slug)))?;
         let r = match v.method {
-            Some(_) => run_trained(engine, v, &cfg, &dir, opts.progress)?,
+            // A variant that diverges is a result (the table says so), not the end of the study.
+            // Its note keeps a rerun of the study from training it into the same NaN again.
+            Some(_) => match std::fs::read_to_string(dir.join(DIVERGED_NOTE)) {
+                Ok(m) => VariantResult {
+                    diverged: Some(m),
+                    ..finished(v, &cfg, &dir)?
+                },
+                Err(_) => match run_trained(engine, v, &cfg, &dir, opts.progress) {
+                    Err(Error::Diverged(m)) => {
+                        eprintln!("{}: {m}", v.name);
+                        write(&dir.join(DIVERGED_NOTE), &m)?;
+                        VariantResult {
+                            diverged: Some(m),
+                            ran_now: true,
+                            ..finished(v, &cfg, &dir)?
+                        }
+                    }
+                    r => r?,
+                },
+            },
             None => run_random(engine, v, &cfg, &dir)?,
         };
         if opts.progress {
@@ -303,24 +257,42 @@ pub fn run_study(engine: &Engine, opts: &StudyOptions) -> Result<StudyResults> {
     Ok(study)
 }
 
-fn select(slugs: Option<&[String]>) -> Result<Vec<Variant>> {
-    let all = variants();
-    let Some(slugs) = slugs else {
-        return Ok(all);
-    };
-    for s in slugs {
-        if !all.iter().any(|v| v.slug == s) {
-            let known: Vec<_> = all.iter().map(|v| v.slug).collect();
-            return Err(Error::Invalid(format!(
-                "unknown variant {s:?}: use some of {}",
-                known.join(",")
-            )));
-        }
+/// Applies `key=value` overrides to a config through its JSON form, so every field of
+/// `config.json` can be set; values parse as JSON (numbers, booleans) or else as strings.
+pub fn apply_overrides(base: TrainConfig, overrides: &[String]) -> Result<TrainConfig> {
+    if overrides.is_empty() {
+        return Ok(base);
     }
-    Ok(all
-        .into_iter()
-        .filter(|v| slugs.iter().any(|s| s == v.slug))
-        .collect())
+    let mut json = serde_json::to_value(&base).map_err(|e| Error::Io(e.to_string()))?;
+    let fields = json.as_object_mut().expect("a config is a JSON object");
+    for o in overrides {
+        let Some((key, value)) = o.split_once('=') else {
+            return Err(Error::Invalid(format!(
+                "--set {o:?}: expected KEY=VALUE, e.g. --set image_size=16"
+            )));
+        };
+        let key = key.trim().replace('-', "_");
+        let Some(old) = fields.get(&key) else {
+            let mut known: Vec<&String> = fields.keys().collect();
+            known.sort();
+            let known: Vec<&str> = known.iter().map(|k| k.as_str()).collect();
+            return Err(Error::Invalid(format!(
+                "--set {key}: no such config field; known: {}",
+                known.join(", ")
+            )));
+        };
+        let parsed = serde_json::from_str::<Value>(value.trim())
+            .ok()
+            .filter(|v| !old.is_string() || v.is_string())
+            .unwrap_or_else(|| Value::String(value.trim().to_string()));
+        fields.insert(key.clone(), parsed);
+        serde_json::from_value::<TrainConfig>(Value::Object(fields.clone())).map_err(|e| {
+            Error::Invalid(format!(
+                "--set {key}={value}: wrong type for this field ({e})"
+            ))
+        })?;
+    }
+    serde_json::from_value(json).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 /// Trains a variant, continuing its checkpoint if there is one; skips one already finished.
@@ -337,6 +309,14 @@ fn run_trained(
     if ran_now {
         train::train(engine, cfg, dir, resume, progress)?;
     }
+    Ok(VariantResult {
+        ran_now,
+        ..finished(v, cfg, dir)?
+    })
+}
+
+/// A trained variant's result, read from its run directory.
+fn finished(v: &Variant, cfg: &TrainConfig, dir: &Path) -> Result<VariantResult> {
     let metrics = read_metrics(&dir.join("metrics.jsonl"))?;
     let last = metrics.last();
     let field = |k: &str| last.and_then(|m| m.get(k)).and_then(Value::as_f64);
@@ -344,14 +324,22 @@ fn run_trained(
         .iter()
         .rev()
         .find_map(|m| m.get("linear_accuracy").and_then(Value::as_f64));
+    let last_of = |k: &str| {
+        metrics
+            .iter()
+            .rev()
+            .find_map(|m| m.get(k).and_then(Value::as_f64))
+    };
     Ok(VariantResult {
         final_accuracy,
         final_cos_pos: field("cos_pos"),
         final_cos_neg: field("cos_neg"),
         final_output_std: field("output_std"),
+        output_std_reference: field("output_std_reference"),
+        final_output_rank: field("output_rank"),
+        final_embedding_rank: last_of("embedding_rank"),
         metrics,
-        ran_now,
-        ..describe(v)
+        ..describe(v, cfg)
     })
 }
 
@@ -372,43 +360,56 @@ fn run_random(
                 if let Some(acc) = saved.get("accuracy").and_then(Value::as_f64) {
                     return Ok(VariantResult {
                         final_accuracy: Some(acc),
-                        ..describe(v)
+                        final_embedding_rank: saved.get("embedding_rank").and_then(Value::as_f64),
+                        ..describe(v, cfg)
                     });
                 }
             }
         }
     }
     let r = train::evaluate_run(engine, dir, cfg, true)?;
-    let saved = serde_json::json!({ "config": key, "accuracy": r.accuracy });
+    let saved = serde_json::json!({
+        "config": key,
+        "accuracy": r.probe.accuracy,
+        "embedding_rank": r.embedding_rank,
+    });
     write(&path, &saved.to_string())?;
     Ok(VariantResult {
-        final_accuracy: Some(r.accuracy),
+        final_accuracy: Some(r.probe.accuracy),
+        final_embedding_rank: Some(r.embedding_rank),
         ran_now: true,
-        ..describe(v)
+        ..describe(v, cfg)
     })
 }
 
-fn describe(v: &Variant) -> VariantResult {
-    let norm = |n: &str| {
-        if v.method.is_none() {
-            "-".into()
-        } else {
-            n.to_string()
-        }
-    };
+fn describe(v: &Variant, cfg: &TrainConfig) -> VariantResult {
+    let trained = v.method.is_some();
+    let norm = |n: &str| if trained { n.to_string() } else { "-".into() };
     VariantResult {
         slug: v.slug.into(),
         name: v.name.into(),
+        group: v.group.name().into(),
+        encoder_norm: cfg.encoder_norm.clone(),
         proj_norm: norm(v.proj_norm),
         pred_norm: norm(v.pred_norm),
         loss: v.loss_name().into(),
+        contrastive: v.contrastive_kind().into(),
+        optimizer: if trained {
+            format!("{}, wd {}", cfg.optimizer, cfg.weight_decay)
+        } else {
+            "-".into()
+        },
         metrics: Vec::new(),
         final_accuracy: None,
         final_cos_pos: None,
         final_cos_neg: None,
         final_output_std: None,
+        output_std_reference: None,
+        final_output_rank: None,
+        final_embedding_rank: None,
         seed_accuracy: v.seed_accuracy,
         ran_now: false,
+        diverged: None,
     }
 }
 
@@ -442,10 +443,12 @@ fn write_outputs(out: &Path, s: &StudyResults) -> Result<()> {
     write(&out.join("table.md"), &table(s))?;
     plot::accuracy_figure(s).save_png(&out.join("accuracy.png"))?;
     plot::cosine_figure(s).save_png(&out.join("cosine.png"))?;
+    plot::std_figure(s).save_png(&out.join("std.png"))?;
+    plot::rank_figure(s).save_png(&out.join("rank.png"))?;
     Ok(())
 }
 
-/// The seed's table with this run's numbers beside the seed's.
+/// The seed's table with this run's numbers beside the seed's, and the collapse diagnostics.
 pub fn table(s: &StudyResults) -> String {
     let mut t = format!(
         "Preset {}, dataset {}, {} epochs, adapter {}, wall time {:.0} s (this invocation), \
@@ -453,30 +456,42 @@ pub fn table(s: &StudyResults) -> String {
         s.preset, s.dataset, s.epochs, s.adapter, s.wall_seconds, s.train_seconds
     );
     t.push_str(
-        "| Name | Projection MLP Norm | Prediction MLP Norm | Loss Function | Contrastive | \
-         Accuracy (%) | Seed's accuracy (%) | cos+ / cos- |\n|---|---|---|---|---|---|---|---|\n",
+        "| Name | Encoder Norm | Projection MLP Norm | Prediction MLP Norm | Loss Function | \
+         Contrastive | Optimizer | Accuracy (%) | Seed's accuracy (%) | cos+ / cos- | \
+         Output std (1/√d) | Effective rank: output / embedding |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
+    let num = |v: Option<f64>, digits: usize| {
+        v.map(|v| format!("{v:.digits$}"))
+            .unwrap_or_else(|| "-".into())
+    };
     for r in &s.variants {
-        let contrastive = match r.loss.as_str() {
-            "Cross Entropy" => "Explicit",
-            "-" => "-",
-            _ if r.proj_norm == "batch" || r.pred_norm == "batch" => "Implicit",
-            _ => "None",
-        };
         let cos = match (r.final_cos_pos, r.final_cos_neg) {
             (Some(p), Some(n)) => format!("{p:.4} / {n:.4}"),
             _ => "-".into(),
         };
+        let std = match (r.final_output_std, r.output_std_reference) {
+            (Some(v), Some(reference)) => format!("{v:.4} ({reference:.4})"),
+            _ => "-".into(),
+        };
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            r.name,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |\n",
+            match &r.diverged {
+                Some(_) => format!("{} (diverged)", r.name),
+                None => r.name.clone(),
+            },
+            title(&r.encoder_norm),
             title(&r.proj_norm),
             title(&r.pred_norm),
             r.loss,
-            contrastive,
+            r.contrastive,
+            r.optimizer,
             pct(r.final_accuracy),
-            r.seed_accuracy,
-            cos
+            num(r.seed_accuracy, 1),
+            cos,
+            std,
+            num(r.final_output_rank, 1),
+            num(r.final_embedding_rank, 1),
         ));
     }
     t
@@ -486,6 +501,8 @@ fn title(norm: &str) -> String {
     match norm {
         "batch" => "Batch Norm".into(),
         "layer" => "Layer Norm".into(),
+        "group" => "Group Norm".into(),
+        "group-ws" => "Group Norm + WS".into(),
         "none" => "No Norm".into(),
         other => other.into(),
     }

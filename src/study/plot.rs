@@ -1,9 +1,11 @@
-//! The study's two figures, drawn pixel by pixel with the `image` crate and a tiny 5x7 bitmap
-//! font (no plotting crate): linear accuracy per epoch, and positive vs negative cosine.
+//! The study's figures, drawn pixel by pixel with the `image` crate and a tiny 5x7 bitmap font
+//! (no plotting crate): linear accuracy, output std and embedding effective rank per epoch, and
+//! positive vs negative cosine.
 
-use super::StudyResults;
+use super::{StudyResults, VariantResult};
 use crate::error::{Error, Result};
 use image::{Rgb, RgbImage};
+use serde_json::Value;
 use std::path::Path;
 
 const WHITE: Rgb<u8> = Rgb([255, 255, 255]);
@@ -12,8 +14,8 @@ const GRID: Rgb<u8> = Rgb([225, 225, 225]);
 const BLUE: Rgb<u8> = Rgb([31, 119, 180]);
 const RED: Rgb<u8> = Rgb([214, 39, 40]);
 
-/// One colour per variant, in table order (the last, grey, is "Random").
-const PALETTE: [Rgb<u8>; 8] = [
+/// One colour per variant, in table order.
+const PALETTE: [Rgb<u8>; 14] = [
     Rgb([31, 119, 180]),
     Rgb([255, 127, 14]),
     Rgb([44, 160, 44]),
@@ -22,6 +24,12 @@ const PALETTE: [Rgb<u8>; 8] = [
     Rgb([140, 86, 75]),
     Rgb([127, 127, 127]),
     Rgb([23, 190, 207]),
+    Rgb([188, 189, 34]),
+    Rgb([227, 119, 194]),
+    Rgb([0, 0, 128]),
+    Rgb([128, 128, 0]),
+    Rgb([0, 128, 128]),
+    Rgb([255, 180, 0]),
 ];
 
 /// A figure being drawn.
@@ -228,46 +236,54 @@ fn nice_step(span: f64, n: f64) -> f64 {
         .unwrap_or(10.0 * p)
 }
 
-/// The seed's first figure: linear accuracy (%) per epoch, one line per variant; an untrained
-/// "Random" baseline is a dashed horizontal line.
-pub fn accuracy_figure(s: &StudyResults) -> Canvas {
+/// What a per-epoch line figure shows.
+struct LineSpec<'a> {
+    title: &'a str,
+    y_name: &'a str,
+    /// The plotted value of one `metrics.jsonl` line.
+    value: &'a dyn Fn(&Value) -> Option<f64>,
+    /// A variant without epochs (the untrained "Random") as a dashed horizontal line.
+    flat: &'a dyn Fn(&VariantResult) -> Option<f64>,
+    /// A labelled black dashed reference line.
+    reference: Option<(f64, &'a str)>,
+    /// Axis limits the values never leave (accuracy: 0..100).
+    bounds: (f64, f64),
+}
+
+/// One line per variant over epochs.
+fn line_figure(s: &StudyResults, spec: &LineSpec) -> Canvas {
     let mut c = Canvas::new(1000, 560);
-    let series: Vec<(usize, Vec<(f64, f64)>)> = s
+    let series: Vec<Vec<(f64, f64)>> = s
         .variants
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let pts = r
-                .metrics
+        .map(|r| {
+            r.metrics
                 .iter()
-                .filter_map(|m| {
-                    let e = m.get("epoch")?.as_f64()?;
-                    let a = m.get("linear_accuracy")?.as_f64()?;
-                    Some((e, a * 100.0))
-                })
-                .collect();
-            (i, pts)
+                .filter_map(|m| Some((m.get("epoch")?.as_f64()?, (spec.value)(m)?)))
+                .filter(|p| p.1.is_finite())
+                .collect()
         })
         .collect();
-    let mut ys: Vec<f64> = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.1))
-        .collect();
+    let mut ys: Vec<f64> = series.iter().flat_map(|p| p.iter().map(|q| q.1)).collect();
     ys.extend(
         s.variants
             .iter()
             .filter(|r| r.metrics.is_empty())
-            .filter_map(|r| r.final_accuracy.map(|a| a * 100.0)),
+            .filter_map(|r| (spec.flat)(r)),
     );
+    ys.extend(spec.reference.map(|r| r.0));
     let (mut lo, mut hi) = ys
         .iter()
         .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
     if ys.is_empty() {
-        (lo, hi) = (0.0, 100.0);
+        (lo, hi) = spec.bounds;
     }
-    let step = nice_step((hi - lo).max(1.0), 5.0);
-    lo = ((lo / step).floor() * step).max(0.0);
-    hi = ((hi / step).ceil() * step).min(100.0).max(lo + step);
+    let span = hi - lo;
+    let step = nice_step(if span > 0.0 { span } else { hi.abs().max(1e-3) }, 5.0);
+    lo = ((lo / step).floor() * step).max(spec.bounds.0);
+    hi = ((hi / step).ceil() * step)
+        .min(spec.bounds.1)
+        .max(lo + step);
     let epochs = s.epochs.max(1) as f64;
     let ax = Axes {
         left: 90,
@@ -277,8 +293,9 @@ pub fn accuracy_figure(s: &StudyResults) -> Canvas {
         x: (if epochs > 1.0 { 1.0 } else { 0.0 }, epochs),
         y: (lo, hi),
     };
-    let y_ticks = ticks(lo, hi, step, if step < 1.0 { 1 } else { 0 });
-    ax.frame(&mut c, &y_ticks, "LINEAR ACCURACY PER EPOCH", "ACCURACY %");
+    let decimals = (-step.log10().floor()).max(0.0) as usize;
+    let y_ticks = ticks(lo, hi, step, decimals);
+    ax.frame(&mut c, &y_ticks, spec.title, spec.y_name);
     let x_step = nice_step(epochs, 10.0).max(1.0);
     for (v, label) in ticks(ax.x.0.max(1.0), epochs, x_step, 0) {
         let x = ax.px(v);
@@ -298,15 +315,19 @@ pub fn accuracy_figure(s: &StudyResults) -> Canvas {
         2,
         BLACK,
     );
+    let mut legend = 0i64;
     for (i, r) in s.variants.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let pts = &series[i].1;
-        if r.metrics.is_empty() {
-            if let Some(a) = r.final_accuracy {
-                let y = ax.py(a * 100.0);
-                c.line((ax.left, y), (ax.right, y), 2, color, 8);
-            }
+        let pts = &series[i];
+        let dash = if r.metrics.is_empty() {
+            let Some(v) = (spec.flat)(r) else { continue };
+            let y = ax.py(v);
+            c.line((ax.left, y), (ax.right, y), 2, color, 8);
+            6
         } else {
+            if pts.is_empty() {
+                continue;
+            }
             for w in pts.windows(2) {
                 c.line(
                     (ax.px(w[0].0), ax.py(w[0].1)),
@@ -320,14 +341,74 @@ pub fn accuracy_figure(s: &StudyResults) -> Canvas {
                 let (x, y) = (ax.px(p.0), ax.py(p.1));
                 c.rect(x - 3, y - 3, x + 3, y + 3, color);
             }
-        }
-        // Legend entry.
-        let ly = ax.top + 10 + i as i64 * 26;
-        let dash = if r.metrics.is_empty() { 6 } else { 0 };
+            0
+        };
+        let ly = ax.top + 10 + legend * 26;
+        legend += 1;
         c.line((690, ly + 6), (730, ly + 6), 3, color, dash);
         c.text(740, ly, &r.name, 2, BLACK);
     }
+    if let Some((v, label)) = spec.reference {
+        let y = ax.py(v);
+        c.line((ax.left, y), (ax.right, y), 2, BLACK, 4);
+        let ly = ax.top + 10 + legend * 26;
+        c.line((690, ly + 6), (730, ly + 6), 2, BLACK, 4);
+        c.text(740, ly, label, 2, BLACK);
+    }
     c
+}
+
+fn field(m: &Value, key: &str) -> Option<f64> {
+    m.get(key)?.as_f64()
+}
+
+/// The seed's first figure: linear accuracy (%) per epoch, one line per variant; an untrained
+/// "Random" baseline is a dashed horizontal line.
+pub fn accuracy_figure(s: &StudyResults) -> Canvas {
+    line_figure(
+        s,
+        &LineSpec {
+            title: "LINEAR ACCURACY PER EPOCH",
+            y_name: "ACCURACY %",
+            value: &|m| Some(field(m, "linear_accuracy")? * 100.0),
+            flat: &|r| Some(r.final_accuracy? * 100.0),
+            reference: None,
+            bounds: (0.0, 100.0),
+        },
+    )
+}
+
+/// SimSiam's collapse diagnostic per epoch: the std of l2-normalized outputs, which falls to 0 as
+/// the outputs collapse, against 1/sqrt(d) (unit vectors spread evenly).
+pub fn std_figure(s: &StudyResults) -> Canvas {
+    let reference = s.variants.iter().find_map(|r| r.output_std_reference);
+    line_figure(
+        s,
+        &LineSpec {
+            title: "STD OF NORMALIZED OUTPUTS PER EPOCH",
+            y_name: "STD",
+            value: &|m| field(m, "output_std"),
+            flat: &|_| None,
+            reference: reference.map(|v| (v, "1/SQRT(D)")),
+            bounds: (0.0, 1.0),
+        },
+    )
+}
+
+/// Effective rank of the encoder's embeddings per evaluated epoch: partial collapse shows as a
+/// rank far below the embedding size even when the outputs have not collapsed to one point.
+pub fn rank_figure(s: &StudyResults) -> Canvas {
+    line_figure(
+        s,
+        &LineSpec {
+            title: "EFFECTIVE RANK OF THE EMBEDDINGS",
+            y_name: "RANK",
+            value: &|m| field(m, "embedding_rank"),
+            flat: &|r| r.final_embedding_rank,
+            reference: None,
+            bounds: (0.0, f64::MAX),
+        },
+    )
 }
 
 /// The seed's second figure: per trained variant, the last epoch's mean cosine of positive pairs

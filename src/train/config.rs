@@ -34,6 +34,10 @@ pub struct TrainConfig {
     pub tau_schedule: bool,
     pub temperature: f32,
     pub queue_size: usize,
+    /// The contrastive method's negatives come from a queue of past targets (the seed's
+    /// contrastive row) rather than from the batch.
+    #[serde(default)]
+    pub contrastive_queue: bool,
     /// byol (BYOL's two asymmetric views), seed (the study's), or none.
     pub augment: String,
     /// Linear evaluation every this many epochs (0: never; the last epoch always when > 0).
@@ -78,6 +82,7 @@ impl Default for TrainConfig {
             tau_schedule: true,
             temperature: 0.2,
             queue_size: 4096,
+            contrastive_queue: false,
             augment: "byol".into(),
             eval_every: 1,
             eval_images: 2000,
@@ -151,6 +156,7 @@ impl TrainConfig {
             pred_norm: NormKind::parse(&self.pred_norm)?,
             temperature: self.temperature,
             queue_size: self.queue_size.max(1),
+            contrastive_queue: self.contrastive_queue,
             seed: self.seed,
         })
     }

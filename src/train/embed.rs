@@ -8,7 +8,9 @@ use crate::data::{self, ImageSet, Split};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::eval::{linear_probe, ProbeConfig, ProbeResult};
+use crate::ops;
 use crate::ssl::SslModel;
+use crate::tensor::Tensor;
 use std::sync::Arc;
 
 /// Encoder embeddings [n, d] and labels of the first `limit` images (0: all) of `set`, in order.
@@ -62,9 +64,28 @@ pub fn embeddings(
     Ok((feats, labels))
 }
 
+/// A linear evaluation, and how many directions the evaluated embeddings really use.
+#[derive(Clone, Debug)]
+pub struct Evaluation {
+    pub probe: ProbeResult,
+    /// Effective rank of the embeddings of the evaluation images (RankMe: exp of the entropy of
+    /// the normalized singular values), computed on the GPU.
+    pub embedding_rank: f64,
+}
+
+/// Effective rank of `n` embeddings of dimension `d` (row-major).
+pub fn embedding_rank(engine: &Engine, feats: &[f32], d: usize) -> Result<f64> {
+    let n = feats.len() / d.max(1);
+    if n == 0 {
+        return Ok(0.0);
+    }
+    let z = Tensor::from_slice(engine, &feats[..n * d], &[n, d])?;
+    Ok(ops::effective_rank(&z)?.item()? as f64)
+}
+
 /// The configured protocol: the seed's (fit on the first half of the test split, score on the
 /// second half, in file order) or train split against test split.
-pub fn evaluate(engine: &Engine, model: &SslModel, cfg: &TrainConfig) -> Result<ProbeResult> {
+pub fn evaluate(engine: &Engine, model: &SslModel, cfg: &TrainConfig) -> Result<Evaluation> {
     let d = model.embedding_dim();
     let test: Arc<dyn ImageSet> = Arc::from(data::open(&cfg.dataset, Split::Test)?);
     let classes = test.classes().len();
@@ -80,16 +101,22 @@ pub fn evaluate(engine: &Engine, model: &SslModel, cfg: &TrainConfig) -> Result<
         let train: Arc<dyn ImageSet> = Arc::from(data::open(&cfg.dataset, Split::Train)?);
         let (fx, fy) = embeddings(engine, model, train, cfg.image_size, batch, cfg.eval_images)?;
         let (tx, ty) = embeddings(engine, model, test, cfg.image_size, batch, cfg.eval_images)?;
-        return linear_probe(engine, d, classes, (&fx, &fy), (&tx, &ty), probe);
+        return Ok(Evaluation {
+            probe: linear_probe(engine, d, classes, (&fx, &fy), (&tx, &ty), probe)?,
+            embedding_rank: embedding_rank(engine, &tx, d)?,
+        });
     }
     let (x, y) = embeddings(engine, model, test, cfg.image_size, batch, cfg.eval_images)?;
     let half = y.len() / 2;
-    linear_probe(
-        engine,
-        d,
-        classes,
-        (&x[..half * d], &y[..half]),
-        (&x[half * d..], &y[half..]),
-        probe,
-    )
+    Ok(Evaluation {
+        probe: linear_probe(
+            engine,
+            d,
+            classes,
+            (&x[..half * d], &y[..half]),
+            (&x[half * d..], &y[half..]),
+            probe,
+        )?,
+        embedding_rank: embedding_rank(engine, &x, d)?,
+    })
 }

@@ -36,7 +36,11 @@ pub struct EpochMetrics {
     pub cos_neg: f64,
     pub output_std: f64,
     pub output_std_reference: f64,
+    /// Effective rank of the last batch's normalized projections.
+    pub output_rank: f64,
     pub linear_accuracy: Option<f64>,
+    /// Effective rank of the encoder's embeddings of the evaluation images (eval epochs).
+    pub embedding_rank: Option<f64>,
     pub images_per_sec: f64,
     pub seconds: f64,
     pub collapsed: bool,
@@ -196,10 +200,10 @@ pub fn train_until(
         let d: DiagnosticValues = diag.finish()?;
         check_finite(d.loss, epoch, step)?;
         let seconds = t0.elapsed().as_secs_f64();
-        let linear_accuracy = if cfg.eval_every > 0
+        let evaluation = if cfg.eval_every > 0
             && ((epoch + 1) % cfg.eval_every == 0 || epoch + 1 == cfg.epochs)
         {
-            Some(embed::evaluate(engine, &model, cfg)?.accuracy)
+            Some(embed::evaluate(engine, &model, cfg)?)
         } else {
             None
         };
@@ -213,7 +217,9 @@ pub fn train_until(
             cos_neg: d.cos_neg,
             output_std: d.output_std,
             output_std_reference: d.output_std_reference,
-            linear_accuracy,
+            output_rank: d.output_rank,
+            linear_accuracy: evaluation.as_ref().map(|e| e.probe.accuracy),
+            embedding_rank: evaluation.as_ref().map(|e| e.embedding_rank),
             images_per_sec: seen as f64 / seconds.max(1e-9),
             seconds,
             collapsed: d.cos_neg > 0.99,
@@ -221,14 +227,15 @@ pub fn train_until(
         if progress {
             eprintln!();
             eprintln!(
-                "epoch {}: loss {:.4}  cos+ {:.4}  cos- {:.4}  std {:.4} (1/sqrt(d) {:.4}){}  {:.1} img/s",
+                "epoch {}: loss {:.4}  cos+ {:.4}  cos- {:.4}  std {:.4} (1/sqrt(d) {:.4})  rank {:.1}{}  {:.1} img/s",
                 m.epoch,
                 m.loss,
                 m.cos_pos,
                 m.cos_neg,
                 m.output_std,
                 m.output_std_reference,
-                m.linear_accuracy.map(|a| format!("  linear acc {:.2}%", a * 100.0)).unwrap_or_default(),
+                m.output_rank,
+                evaluation.as_ref().map(|e| format!("  linear acc {:.2}%  embedding rank {:.1}", e.probe.accuracy * 100.0, e.embedding_rank)).unwrap_or_default(),
                 m.images_per_sec
             );
             if m.collapsed {
@@ -252,7 +259,7 @@ pub fn evaluate_run(
     run: &Path,
     cfg: &TrainConfig,
     random: bool,
-) -> Result<crate::eval::ProbeResult> {
+) -> Result<embed::Evaluation> {
     let mut model = SslModel::new(engine, cfg.model_config()?)?;
     if !random {
         state::restore(&run.join("checkpoint.bin"), cfg, &mut model, &mut [])?;
@@ -264,7 +271,7 @@ fn check_finite(loss: f64, epoch: usize, step: usize) -> Result<()> {
     if loss.is_finite() {
         return Ok(());
     }
-    Err(Error::Invalid(format!(
+    Err(Error::Diverged(format!(
         "the loss became {loss} in epoch {} (step {step}); stopping. The last good checkpoint is kept; \
          try a lower --lr or more --warmup-epochs",
         epoch + 1

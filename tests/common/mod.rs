@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod conv_ref;
+pub mod l2_ref;
 
 use byol::rng::Rng;
 use byol::{Engine, EngineOptions, MatmulVariant, Tensor};

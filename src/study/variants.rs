@@ -1,0 +1,244 @@
+//! The study's variants: the seed's table, its appendix (no batch norm anywhere), and rows
+//! beyond it (SimSiam, MoCo v2, SimCLR). Each is a small change of one base config.
+
+use super::Preset;
+use crate::error::{Error, Result};
+use crate::train::TrainConfig;
+
+/// Which family a variant belongs to; also a name for `--variants`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// The seven rows of the seed's table (the default).
+    Seed,
+    /// The seed's appendix: no batch norm anywhere, rescued (or not) by LARS, weight decay, GN+WS.
+    Appendix,
+    /// Other methods on the same encoder and data.
+    Beyond,
+}
+
+impl Group {
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Seed => "seed",
+            Group::Appendix => "appendix",
+            Group::Beyond => "beyond",
+        }
+    }
+}
+
+/// One row of the study's table.
+#[derive(Clone, Debug)]
+pub struct Variant {
+    pub slug: &'static str,
+    pub name: &'static str,
+    pub group: Group,
+    /// None: the untrained "Random" baseline.
+    pub method: Option<&'static str>,
+    pub proj_norm: &'static str,
+    pub pred_norm: &'static str,
+    /// Overrides of the base config (None: keep the preset's).
+    pub encoder_norm: Option<&'static str>,
+    pub optimizer: Option<&'static str>,
+    pub weight_decay: Option<f32>,
+    /// The seed's linear accuracy (%) after 10 epochs on STL-10, for its own rows.
+    pub seed_accuracy: Option<f64>,
+}
+
+/// A seed-table row: only the method and the MLP norms change.
+fn row(
+    slug: &'static str,
+    name: &'static str,
+    method: Option<&'static str>,
+    norms: (&'static str, &'static str),
+    seed_accuracy: f64,
+) -> Variant {
+    Variant {
+        slug,
+        name,
+        group: Group::Seed,
+        method,
+        proj_norm: norms.0,
+        pred_norm: norms.1,
+        encoder_norm: None,
+        optimizer: None,
+        weight_decay: None,
+        seed_accuracy: Some(seed_accuracy),
+    }
+}
+
+/// An appendix row: BYOL with no batch norm in the encoder nor the MLPs.
+fn appendix(
+    slug: &'static str,
+    name: &'static str,
+    encoder_and_mlp_norm: (&'static str, &'static str),
+    optimizer: &'static str,
+    weight_decay: f32,
+) -> Variant {
+    Variant {
+        slug,
+        name,
+        group: Group::Appendix,
+        method: Some("byol"),
+        proj_norm: encoder_and_mlp_norm.1,
+        pred_norm: encoder_and_mlp_norm.1,
+        encoder_norm: Some(encoder_and_mlp_norm.0),
+        optimizer: Some(optimizer),
+        weight_decay: Some(weight_decay),
+        seed_accuracy: None,
+    }
+}
+
+/// A row for another method, with that method's usual MLP norms.
+fn beyond(
+    slug: &'static str,
+    name: &'static str,
+    method: &'static str,
+    norms: (&'static str, &'static str),
+) -> Variant {
+    Variant {
+        slug,
+        name,
+        group: Group::Beyond,
+        method: Some(method),
+        proj_norm: norms.0,
+        pred_norm: norms.1,
+        encoder_norm: None,
+        optimizer: None,
+        weight_decay: None,
+        seed_accuracy: None,
+    }
+}
+
+/// Every variant, in table order: the seed's rows first.
+pub fn variants() -> Vec<Variant> {
+    vec![
+        row(
+            "contrastive",
+            "Contrastive Loss",
+            Some("contrastive"),
+            ("none", "none"),
+            44.1,
+        ),
+        row("byol", "BYOL", Some("byol"), ("batch", "batch"), 57.7),
+        row(
+            "proj-bn",
+            "Projection BN Only",
+            Some("byol"),
+            ("batch", "none"),
+            55.3,
+        ),
+        row(
+            "pred-bn",
+            "Prediction BN Only",
+            Some("byol"),
+            ("none", "batch"),
+            48.0,
+        ),
+        row(
+            "no-norm",
+            "No Normalization",
+            Some("byol"),
+            ("none", "none"),
+            28.3,
+        ),
+        row(
+            "layer-norm",
+            "Layer Norm",
+            Some("byol"),
+            ("layer", "layer"),
+            29.4,
+        ),
+        row("random", "Random", None, ("batch", "batch"), 28.8),
+        // The seed's appendix: "removing all batch normalization completely prevents learning,
+        // unless at least one technique is used to prevent mode collapse".
+        appendix("no-bn-sgd", "No BN, SGD", ("none", "none"), "sgd", 0.0),
+        appendix("no-bn-lars", "No BN, LARS", ("none", "none"), "lars", 0.0),
+        // Five times the seed's 1e-4: strong enough to matter within a short run.
+        appendix("no-bn-wd", "No BN, SGD + WD", ("none", "none"), "sgd", 5e-4),
+        appendix(
+            "gn-ws",
+            "GN + WS, No BN",
+            ("group-ws", "group"),
+            "sgd",
+            1e-4,
+        ),
+        beyond("simsiam", "SimSiam", "simsiam", ("batch", "batch")),
+        beyond("moco", "MoCo v2", "moco", ("none", "none")),
+        beyond("simclr", "SimCLR", "simclr", ("batch", "none")),
+    ]
+}
+
+/// The variants named by `--variants`: slugs and group names (seed, appendix, beyond, all), in
+/// table order. None selects the seed's table.
+pub fn select(names: Option<&[String]>) -> Result<Vec<Variant>> {
+    let all = variants();
+    let default = [Group::Seed.name().to_string()];
+    let names = names.unwrap_or(&default);
+    let groups = [Group::Seed, Group::Appendix, Group::Beyond];
+    for n in names {
+        let known =
+            n == "all" || groups.iter().any(|g| g.name() == n) || all.iter().any(|v| v.slug == n);
+        if !known {
+            let slugs: Vec<_> = all.iter().map(|v| v.slug).collect();
+            return Err(Error::Invalid(format!(
+                "unknown variant {n:?}: use all, seed, appendix, beyond or some of {}",
+                slugs.join(",")
+            )));
+        }
+    }
+    let chosen: Vec<Variant> = all
+        .into_iter()
+        .filter(|v| {
+            names
+                .iter()
+                .any(|n| n == "all" || n == v.group.name() || n == v.slug)
+        })
+        .collect();
+    if chosen.is_empty() {
+        return Err(Error::Invalid("--variants selects nothing".into()));
+    }
+    Ok(chosen)
+}
+
+impl Variant {
+    /// The variant's training config, derived from `base`.
+    pub fn config(&self, base: &TrainConfig, preset: Preset) -> TrainConfig {
+        let mut cfg = base.clone();
+        cfg.method = self.method.unwrap_or("byol").into();
+        cfg.proj_norm = self.proj_norm.into();
+        cfg.pred_norm = self.pred_norm.into();
+        if let Some(n) = self.encoder_norm {
+            cfg.encoder_norm = n.into();
+        }
+        if let Some(o) = self.optimizer {
+            cfg.optimizer = o.into();
+        }
+        if let Some(wd) = self.weight_decay {
+            cfg.weight_decay = wd;
+        }
+        // The seed trained its contrastive row at lr 0.02 (its BYOL rows at 0.8).
+        if preset == Preset::Seed && self.method == Some("contrastive") {
+            cfg.lr = 0.02;
+        }
+        cfg
+    }
+
+    pub fn loss_name(&self) -> &'static str {
+        match self.method {
+            Some("contrastive") | Some("moco") => "Cross Entropy",
+            Some("simclr") => "NT-Xent",
+            Some(_) => "L2",
+            None => "-",
+        }
+    }
+
+    /// How the variant avoids collapse, in the seed's words (its "Contrastive" column).
+    pub fn contrastive_kind(&self) -> &'static str {
+        match self.method {
+            None => "-",
+            Some("contrastive") | Some("moco") | Some("simclr") => "Explicit",
+            Some(_) if self.proj_norm == "batch" || self.pred_norm == "batch" => "Implicit",
+            Some(_) => "None",
+        }
+    }
+}
