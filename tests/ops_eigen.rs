@@ -319,3 +319,34 @@ fn bad_shapes_are_errors_not_panics() {
     assert!(ops::symmetric_eigenvalues(&labels).is_err());
     assert!(ops::effective_rank(&labels).is_err());
 }
+
+/// The collapse diagnostic centers first: rows sharing a large offset plus variation along k
+/// orthogonal directions read as rank ≈ k (uncentered RankMe would see ≈ 1, the offset), and rows
+/// that all coincide read as exactly 1.
+#[test]
+fn centered_effective_rank_ignores_a_common_offset() {
+    use byol::ssl::centered_effective_rank;
+    let e = common::engine();
+    let (n, d, k) = (40usize, 16usize, 3usize);
+    let mut rng = Rng::new(11);
+    let mut z = vec![0.0f64; n * d];
+    for (r, row) in z.chunks_mut(d).enumerate() {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = 50.0 + j as f64; // the common offset
+        }
+        // Equal spread along k axes: ±1 patterns that are balanced over the rows.
+        for axis in 0..k {
+            row[axis] += if (r >> axis) & 1 == 0 { 1.0 } else { -1.0 };
+        }
+        row[d - 1] += 1e-4 * rng.normal(); // a trace of noise
+    }
+    let t = upload(&e, &z, &[n, d], false);
+    let centered = centered_effective_rank(&t).unwrap();
+    assert!((centered - k as f64).abs() < 0.05, "centered rank {centered}");
+    let raw = ops::effective_rank(&t).unwrap().item().unwrap() as f64;
+    assert!(raw < 1.5, "uncentered rank {raw} is dominated by the offset");
+
+    let same: Vec<f64> = (0..n * d).map(|i| 3.0 + (i % d) as f64).collect();
+    let t = upload(&e, &same, &[n, d], false);
+    assert_eq!(centered_effective_rank(&t).unwrap(), 1.0);
+}

@@ -7,6 +7,23 @@ use crate::error::Result;
 use crate::ops;
 use crate::tensor::Tensor;
 
+/// How many directions the rows of `z` [N, D] really spread over: the effective rank (RankMe: exp
+/// of the entropy of the normalized singular values, on the GPU) of the rows minus their mean, i.e.
+/// of the covariance spectrum. Centering keeps a common offset (post-ReLU features share a large
+/// one) from reading as a single dominant direction; rows that all coincide (total collapse, up to
+/// f32 noise: spread below 1e-6 of the mean square) give 1. Reads back two scalars and the rank.
+pub fn centered_effective_rank(z: &Tensor) -> Result<f64> {
+    let _ng = z.engine().no_grad();
+    let mean = ops::mean_axis(z, 0)?;
+    let centered = ops::bias_add(z, &ops::scale(&mean, -1.0)?)?;
+    let spread = ops::sum(&ops::mul(&centered, &centered)?)?.item()? as f64;
+    let square = ops::sum(&ops::mul(z, z)?)?.item()? as f64;
+    if spread <= 1e-6 * square || spread == 0.0 {
+        return Ok(1.0);
+    }
+    Ok(ops::effective_rank(&centered)?.item()? as f64)
+}
+
 #[derive(Default)]
 pub struct Diagnostics {
     /// Running sums on the GPU: [sum of positive cosines, sum over all pairs of cosines].
@@ -31,8 +48,9 @@ pub struct DiagnosticValues {
     pub output_std: f64,
     /// 1/sqrt(d): the std of uniformly spread unit vectors, for comparison.
     pub output_std_reference: f64,
-    /// Effective rank of the last batch's normalized online outputs: 1 when every output is the
-    /// same vector, min(batch, d) when they use every direction equally.
+    /// Effective rank (centered, see [`centered_effective_rank`]) of the last batch's normalized
+    /// online outputs: 1 when every output is the same vector, up to min(batch - 1, d) when they
+    /// use every direction equally.
     pub output_rank: f64,
 }
 
@@ -106,7 +124,7 @@ impl Diagnostics {
             out.output_std_reference = 1.0 / d.sqrt();
         }
         if let Some(z) = self.last_z.take() {
-            out.output_rank = ops::effective_rank(&z)?.item()? as f64;
+            out.output_rank = centered_effective_rank(&z)?;
         }
         *self = Diagnostics::default();
         Ok(out)

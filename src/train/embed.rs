@@ -8,8 +8,7 @@ use crate::data::{self, ImageSet, Split};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::eval::{linear_probe, ProbeConfig, ProbeResult};
-use crate::ops;
-use crate::ssl::SslModel;
+use crate::ssl::{centered_effective_rank, SslModel};
 use crate::tensor::Tensor;
 use std::sync::Arc;
 
@@ -68,8 +67,8 @@ pub fn embeddings(
 #[derive(Clone, Debug)]
 pub struct Evaluation {
     pub probe: ProbeResult,
-    /// Effective rank of the embeddings of the evaluation images (RankMe: exp of the entropy of
-    /// the normalized singular values), computed on the GPU.
+    /// Effective rank of the centered embeddings of the evaluation images (RankMe on the
+    /// covariance spectrum, see `ssl::centered_effective_rank`), computed on the GPU.
     pub embedding_rank: f64,
 }
 
@@ -80,7 +79,7 @@ pub fn embedding_rank(engine: &Engine, feats: &[f32], d: usize) -> Result<f64> {
         return Ok(0.0);
     }
     let z = Tensor::from_slice(engine, &feats[..n * d], &[n, d])?;
-    Ok(ops::effective_rank(&z)?.item()? as f64)
+    centered_effective_rank(&z)
 }
 
 /// The configured protocol: the seed's (fit on the first half of the test split, score on the
