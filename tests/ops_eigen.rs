@@ -342,9 +342,15 @@ fn centered_effective_rank_ignores_a_common_offset() {
     }
     let t = upload(&e, &z, &[n, d], false);
     let centered = centered_effective_rank(&t).unwrap();
-    assert!((centered - k as f64).abs() < 0.05, "centered rank {centered}");
+    assert!(
+        (centered - k as f64).abs() < 0.05,
+        "centered rank {centered}"
+    );
     let raw = ops::effective_rank(&t).unwrap().item().unwrap() as f64;
-    assert!(raw < 1.5, "uncentered rank {raw} is dominated by the offset");
+    assert!(
+        raw < 1.5,
+        "uncentered rank {raw} is dominated by the offset"
+    );
 
     let same: Vec<f64> = (0..n * d).map(|i| 3.0 + (i % d) as f64).collect();
     let t = upload(&e, &same, &[n, d], false);
