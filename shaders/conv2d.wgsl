@@ -8,6 +8,9 @@
 //                     GEMM M = O, N = C*KH*KW, K = batch*OH*OW, split over K into `splits`
 //                     partial sums (grid z) that a deterministic reduction adds up afterwards.
 // Out-of-range rows/columns of a block read clamped (valid) addresses and are never stored.
+// Software Vulkan ends an invocation's loops after 65535 iterations (the 8-wide loops below count
+// too), so src/ops/conv2d.rs may split the channel loop of forward / backward_input over launches
+// that accumulate into the output, and bounds backward_weight's pixels per split.
 
 struct Params {
     batch: u32,
@@ -25,8 +28,15 @@ struct Params {
     x_base: u32,
     y_base: u32,
     has_bias: u32,
-    // backward_weight: pixels per split.
+    // backward_weight: pixels per split, and the index of this launch's first split (grid z).
     k_chunk: u32,
+    split0: u32,
+    // forward / backward_input: this launch sums channels [chan_begin, chan_end) (input channels,
+    // or output channels for backward_input) and adds to the output instead of storing when
+    // `accumulate` is set (later launches of a split channel loop).
+    chan_begin: u32,
+    chan_end: u32,
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -62,7 +72,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     var orow: array<u32, 8>;
     for (var i = 0u; i < 8u; i++) { orow[i] = min(o0 + i, p.o - 1u) * p.c * ksz; }
     var acc: array<array<f32, 8>, 8>;
-    for (var c = 0u; c < p.c; c++) {
+    for (var c = p.chan_begin; c < p.chan_end; c++) {
         for (var ki = 0u; ki < p.kh; ki++) {
             for (var kj = 0u; kj < p.kw; kj++) {
                 let kidx = (c * p.kh + ki) * p.kw + kj;
@@ -86,12 +96,15 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         let o = o0 + i;
         if o >= p.o { break; }
         var b = 0.0;
-        if p.has_bias != 0u { b = bias[o]; }
+        if p.has_bias != 0u && p.accumulate == 0u { b = bias[o]; }
         for (var j = 0u; j < 8u; j++) {
             let q = p0 + j;
             if q >= pixels { break; }
             let n = q / ohw;
-            y[p.y_base + (n * p.o + o) * ohw + q % ohw] = acc[i][j] + b;
+            let at = p.y_base + (n * p.o + o) * ohw + q % ohw;
+            var v = acc[i][j] + b;
+            if p.accumulate != 0u { v += y[at]; }
+            y[at] = v;
         }
     }
 }
@@ -120,7 +133,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var i = 0u; i < 8u; i++) { crow[i] = min(c0 + i, p.c - 1u) * ksz; }
     let s = i32(p.stride);
     var acc: array<array<f32, 8>, 8>;
-    for (var o = 0u; o < p.o; o++) {
+    for (var o = p.chan_begin; o < p.chan_end; o++) {
         for (var ki = 0u; ki < p.kh; ki++) {
             for (var kj = 0u; kj < p.kw; kj++) {
                 var gv: array<f32, 8>;
@@ -150,7 +163,10 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
             let q = q0 + j;
             if q >= pixels { break; }
             let n = q / hw;
-            dx[p.x_base + (n * p.c + c) * hw + q % hw] = acc[i][j];
+            let at = p.x_base + (n * p.c + c) * hw + q % hw;
+            var v = acc[i][j];
+            if p.accumulate != 0u { v += dx[at]; }
+            dx[at] = v;
         }
     }
 }
@@ -178,7 +194,7 @@ fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     var orow: array<u32, 8>;
     for (var i = 0u; i < 8u; i++) { orow[i] = min(o0 + i, p.o - 1u) * ohw; }
-    let q_start = split * p.k_chunk;
+    let q_start = (p.split0 + split) * p.k_chunk;
     let q_end = min(q_start + p.k_chunk, pixels);
     var acc: array<array<f32, 8>, 8>;
     for (var q = q_start; q < q_end; q++) {

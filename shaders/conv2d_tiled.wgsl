@@ -24,8 +24,14 @@ struct Params {
     x_base: u32,
     y_base: u32,
     has_bias: u32,
-    // backward_weight: pixels per split.
+    // backward_weight: pixels per split, and the index of this launch's first split (grid z).
     k_chunk: u32,
+    split0: u32,
+    // Channel ranges of conv2d.wgsl's forward / backward_input: unused here (GPUs need no split
+    // channel loop), so ops/conv2d.rs launches these kernels with one range covering every channel.
+    chan_begin: u32,
+    chan_end: u32,
+    accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -194,7 +200,7 @@ fn backward_weight(
     let ohw = p.oh * p.ow;
     let m_tile = wg.y * TILE;
     let n_tile = wg.x * TILE;
-    let q_start = wg.z * p.k_chunk;
+    let q_start = (p.split0 + wg.z) * p.k_chunk;
     let q_end = min(q_start + p.k_chunk, p.batch * ohw);
     // Every B element this invocation loads lies in column tid % 64: one weight (c, ki, kj).
     let bn = tid % TILE;

@@ -3,6 +3,8 @@
 // large number is ever added to a small one. Targets come from a u32 buffer (`forward`, `backward`) or
 // are the row index itself (`*_diag`, for contrastive logits whose positives sit on the diagonal).
 // Out-of-range targets are clamped to the last class (the CPU side validates labels it uploads).
+// The log-sum-exp is taken per chunk of a row first (lse_partial: the chunk's maximum m_c and
+// sum exp(l - m_c)), then per row from its chunks, so no invocation loops over a whole long row.
 
 struct Params {
     rows: u32,
@@ -16,6 +18,10 @@ struct Params {
     t_base: u32,
     stats_base: u32,
     out_base: u32,
+    // Columns per chunk, chunks per row, and the element offset of the launch's partials.
+    chunk_len: u32,
+    chunks: u32,
+    part_base: u32,
     pitch: u32,
 }
 
@@ -29,21 +35,46 @@ struct Params {
 // The upstream gradient of the mean loss, shape [1].
 @group(0) @binding(6) var<storage, read> dy: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dx: array<f32>;
+// Per row and chunk: (m_c, sum exp(l - m_c)).
+@group(0) @binding(8) var<storage, read_write> part_out: array<f32>;
+@group(0) @binding(9) var<storage, read> part: array<f32>;
 
 fn index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * prm.pitch * 256u;
 }
 
-fn forward_row(r: u32, target_class: u32) {
-    let t = min(target_class, prm.cols - 1u);
+@compute @workgroup_size(256)
+fn lse_partial(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i >= prm.rows * prm.chunks { return; }
+    let r = i / prm.chunks;
+    let j0 = (i % prm.chunks) * prm.chunk_len;
+    let j1 = min(j0 + prm.chunk_len, prm.cols);
     let row = prm.x_base + r * prm.cols;
-    var m = x[row] * prm.scale;
-    for (var j = 1u; j < prm.cols; j++) {
+    var m = x[row + j0] * prm.scale;
+    for (var j = j0 + 1u; j < j1; j++) {
         m = max(m, x[row + j] * prm.scale);
     }
     var s = 0.0;
-    for (var j = 0u; j < prm.cols; j++) {
+    for (var j = j0; j < j1; j++) {
         s += exp(x[row + j] * prm.scale - m);
+    }
+    part_out[prm.part_base + 2u * i] = m;
+    part_out[prm.part_base + 2u * i + 1u] = s;
+}
+
+// The row's log-sum-exp from its chunks' partials, and its loss.
+fn forward_row(r: u32, target_class: u32) {
+    let t = min(target_class, prm.cols - 1u);
+    let row = prm.x_base + r * prm.cols;
+    let pr = prm.part_base + 2u * r * prm.chunks;
+    var m = part[pr];
+    for (var c = 1u; c < prm.chunks; c++) {
+        m = max(m, part[pr + 2u * c]);
+    }
+    var s = 0.0;
+    for (var c = 0u; c < prm.chunks; c++) {
+        s += part[pr + 2u * c + 1u] * exp(part[pr + 2u * c] - m);
     }
     let log_s = log(s);
     stats_out[prm.stats_base + 2u * r] = m;

@@ -3,7 +3,9 @@
 // are never assembled. Stable like cross_entropy.wgsl: max-subtracted, and the loss is
 // log(sum exp(l - m)) - (l_0 - m). The gradient per unit upstream gradient is built in the forward
 // (pair_grad, then add_row_scaled after a matmul) and scaled by dy in the backward (scale_by_dy), so a
-// queue overwritten between forward and backward cannot change it.
+// queue overwritten between forward and backward cannot change it. The negatives' log-sum-exp comes
+// in chunks from cross_entropy.wgsl's lse_partial (a long queue would otherwise make one invocation
+// loop over all of it), and pair_forward adds the positive to it.
 
 struct Params {
     rows: u32,
@@ -18,6 +20,9 @@ struct Params {
     out_base: u32,
     // Elements per row of the matrices in add_row_scaled.
     cols: u32,
+    // pair_forward: chunks of the negatives' partials per row, and the partials' base.
+    chunks: u32,
+    part_base: u32,
     pitch: u32,
 }
 
@@ -36,6 +41,8 @@ struct Params {
 @group(0) @binding(9) var<storage, read> s: array<f32>;
 @group(0) @binding(10) var<storage, read> k: array<f32>;
 @group(0) @binding(11) var<storage, read_write> acc: array<f32>;
+// Per row and chunk of the scaled negatives: (m_c, sum exp(l - m_c)).
+@group(0) @binding(12) var<storage, read> part: array<f32>;
 
 fn index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * prm.pitch * 256u;
@@ -46,14 +53,14 @@ fn pair_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let r = index(gid);
     if r >= prm.rows { return; }
     let l0 = pos[prm.pos_base + r] * prm.scale;
-    let row = prm.neg_base + r * prm.negs;
+    let pr = prm.part_base + 2u * r * prm.chunks;
     var m = l0;
-    for (var j = 0u; j < prm.negs; j++) {
-        m = max(m, neg[row + j] * prm.scale);
+    for (var c = 0u; c < prm.chunks; c++) {
+        m = max(m, part[pr + 2u * c]);
     }
     var sum = exp(l0 - m);
-    for (var j = 0u; j < prm.negs; j++) {
-        sum += exp(neg[row + j] * prm.scale - m);
+    for (var c = 0u; c < prm.chunks; c++) {
+        sum += part[pr + 2u * c + 1u] * exp(part[pr + 2u * c] - m);
     }
     let log_s = log(sum);
     stats_out[prm.stats_base + 2u * r] = m;

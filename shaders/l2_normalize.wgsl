@@ -1,5 +1,6 @@
 // Row-wise L2 normalization of a [rows, cols] matrix: y = x / max(||x||, eps), and its backward.
-// Row sums are one invocation per row, summed in order: deterministic and barrier-free.
+// Row sums are one invocation per row (or per chunk of a long row, whose sums src/ops/l2_normalize.rs
+// then adds up), summed in order: deterministic and barrier-free.
 // Launches may cover a window of rows; the *_base fields are element offsets inside the bindings.
 
 struct Params {
@@ -11,6 +12,9 @@ struct Params {
     s_base: u32,
     t_base: u32,
     out_base: u32,
+    // row_dot: columns per chunk, and chunks per row.
+    chunk_len: u32,
+    chunks: u32,
     pitch: u32,
 }
 
@@ -27,18 +31,21 @@ fn index(gid: vec3<u32>) -> u32 {
     return gid.x + gid.y * p.pitch * 256u;
 }
 
-// out[r] = sum_j a[r, j] * b[r, j] (a and b may be the same buffer).
+// out[r, c] = sum_j a[r, j] * b[r, j] over chunk c of the columns (a and b may be the same buffer).
 @compute @workgroup_size(256)
 fn row_dot(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let r = index(gid);
-    if r >= p.rows { return; }
+    let i = index(gid);
+    if i >= p.rows * p.chunks { return; }
+    let r = i / p.chunks;
+    let j0 = (i % p.chunks) * p.chunk_len;
+    let j1 = min(j0 + p.chunk_len, p.cols);
     var acc = 0.0;
     let ia = p.a_base + r * p.cols;
     let ib = p.b_base + r * p.cols;
-    for (var j = 0u; j < p.cols; j++) {
+    for (var j = j0; j < j1; j++) {
         acc += a[ia + j] * b[ib + j];
     }
-    out[p.out_base + r] = acc;
+    out[p.out_base + i] = acc;
 }
 
 // out[r, j] = a[r, j] / max(sqrt(sumsq[r]), eps).

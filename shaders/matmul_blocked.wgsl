@@ -19,6 +19,9 @@ struct Params {
     c_base: u32,
     alpha: f32,
     beta: f32,
+    // This launch sums k in [k_begin, k_end) (long K is split over launches, see ops/matmul.rs).
+    k_begin: u32,
+    k_end: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -51,7 +54,7 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
-    for (var kk = 0u; kk < p.k; kk++) {
+    for (var kk = p.k_begin; kk < p.k_end; kk++) {
         let bv = vec4<f32>(b[bb + b_index(kk, q.x)], b[bb + b_index(kk, q.y)],
                            b[bb + b_index(kk, q.z)], b[bb + b_index(kk, q.w)]);
         acc0 = fma(vec4<f32>(a[ab + a_index(r.x, kk)]), bv, acc0);

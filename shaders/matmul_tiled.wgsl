@@ -19,6 +19,10 @@ struct Params {
     c_base: u32,
     alpha: f32,
     beta: f32,
+    // This launch sums k in [k_begin, k_end), k_begin a multiple of BK (long K is split over
+    // launches; k_end is K or a multiple of BK, so only the last slice of K is partial).
+    k_begin: u32,
+    k_end: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -60,7 +64,7 @@ fn matmul(
     for (var i = 0u; i < 4u; i++) {
         for (var j = 0u; j < 4u; j++) { acc[i][j] = 0.0; }
     }
-    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+    for (var k0 = p.k_begin; k0 < p.k_end; k0 += BK) {
         // 256 invocations load 1024 elements of each tile, choosing the mapping that makes
         // consecutive invocations read consecutive global addresses.
         for (var r = 0u; r < 4u; r++) {

@@ -21,6 +21,9 @@ struct Params {
     c_base: u32,
     alpha: f32,
     beta: f32,
+    // This launch sums k in [k_begin, k_end), multiples of 4 (long K is split over launches).
+    k_begin: u32,
+    k_end: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -82,7 +85,7 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     var c01 = zero;
     var c10 = zero;
     var c11 = zero;
-    for (var kq = 0u; kq < p.k / 4u; kq++) {
+    for (var kq = p.k_begin / 4u; kq < p.k_end / 4u; kq++) {
         let a0 = a_block(ab, m0, kq);
         let a1 = a_block(ab, m0 + 4u, kq);
         let b0 = b_block(bb, n0, kq);

@@ -17,6 +17,8 @@ struct Params {
     weight_decay: f32,
     eta: f32,
     tau: f32,
+    // lars_trust: rounds of 256 chunks that cover the parameter with the most chunks.
+    rounds: u32,
     // Workgroups per grid row (appended by Engine::dispatch_1d).
     pitch: u32,
 }
@@ -132,18 +134,37 @@ fn norm_partials(
     }
 }
 
-// One invocation per table entry vec4(parameter, first chunk, end chunk, 0): sums its chunks'
-// partials in order and writes the trust ratio eta * |p| / |d| (1 when either norm is 0).
+// One workgroup per table entry vec4(parameter, first chunk, end chunk, 0): sums its chunks'
+// partials (each invocation every 256th chunk, then a fixed tree) and writes the trust ratio
+// eta * |p| / |d| (1 when either norm is 0). Strided, a parameter of millions of chunks still costs
+// each invocation few loop iterations (software Vulkan stops loops after 65535).
 @compute @workgroup_size(256)
-fn lars_trust(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let j = gid.x + gid.y * p.pitch * 256u;
+fn lars_trust(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let j = chunk_index(wg);
     if j >= p.count { return; }
     let e = table[j];
     var acc = vec2<f32>(0.0, 0.0);
-    for (var c = e.y; c < e.z; c++) {
-        acc += vec2<f32>(partials[2u * c], partials[2u * c + 1u]);
+    // A trip count from the params keeps the barriers below in uniform control flow.
+    for (var r = 0u; r < p.rounds; r++) {
+        let c = e.y + r * 256u + lid;
+        if c < e.z {
+            acc += vec2<f32>(partials[2u * c], partials[2u * c + 1u]);
+        }
     }
-    let pn = sqrt(acc.x);
-    let dn = sqrt(acc.y);
-    trust_out[e.x] = select(1.0, p.eta * pn / dn, pn > 0.0 && dn > 0.0);
+    scratch[lid] = acc;
+    workgroupBarrier();
+    for (var s = 128u; s > 0u; s >>= 1u) {
+        if lid < s {
+            scratch[lid] += scratch[lid + s];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        let pn = sqrt(scratch[0].x);
+        let dn = sqrt(scratch[0].y);
+        trust_out[e.x] = select(1.0, p.eta * pn / dn, pn > 0.0 && dn > 0.0);
+    }
 }

@@ -335,8 +335,8 @@ fn centered_effective_rank_ignores_a_common_offset() {
             *v = 50.0 + j as f64; // the common offset
         }
         // Equal spread along k axes: ±1 patterns that are balanced over the rows.
-        for axis in 0..k {
-            row[axis] += if (r >> axis) & 1 == 0 { 1.0 } else { -1.0 };
+        for (axis, v) in row.iter_mut().take(k).enumerate() {
+            *v += if (r >> axis) & 1 == 0 { 1.0 } else { -1.0 };
         }
         row[d - 1] += 1e-4 * rng.normal(); // a trace of noise
     }

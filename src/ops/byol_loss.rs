@@ -3,7 +3,7 @@
 //! Both inputs are normalized inside, so predictions may come normalized or not. The targets `z`
 //! come from the target network: no gradient flows into them, even when they require one.
 
-use super::l2_normalize::{for_row_windows, matrix_dims, L2_NORM_EPS};
+use super::l2_normalize::{col_chunks, for_row_windows, matrix_dims, L2_NORM_EPS};
 use super::reduce::sum_raw;
 use super::{check_f32, check_same_shape};
 use crate::error::Result;
@@ -16,12 +16,26 @@ pub fn byol_loss(p: &Tensor, z: &Tensor) -> Result<Tensor> {
     check_same_shape("byol_loss", p, z)?;
     let (rows, cols) = matrix_dims("byol_loss", p)?;
     let engine = p.engine();
-    let stats = Tensor::empty(engine, &[rows, 3], DType::F32)?;
-    let loss_rows = Tensor::empty(engine, &[rows], DType::F32)?;
-    let args = [(p, cols), (z, cols), (&stats, 3), (&loss_rows, 1)];
+    // Per row (p·p, z·z, p·z): summed per chunk of a long row, then the chunks are added.
+    let (chunk_len, chunks) = col_chunks(cols);
+    let terms = Tensor::empty(engine, &[rows * chunks * 3], DType::F32)?;
+    let args = [(p, cols), (z, cols), (&terms, 3 * chunks)];
     for_row_windows(engine, "byol_loss", rows, &args, |_, n, bufs, b| {
-        let params = params(n, cols, rows, [b[0], b[1], b[2], b[3]]);
-        engine.dispatch_1d("byol_loss", "row_terms", &[], &params, bufs, n as u64)
+        let mut params = params(n, cols, rows, [b[0], b[1], b[2], 0]);
+        params[8..].copy_from_slice(&[chunk_len as u32, chunks as u32]);
+        let count = (n * chunks) as u64;
+        engine.dispatch_1d("byol_loss", "row_terms", &[], &params, bufs, count)
+    })?;
+    let stats = if chunks == 1 {
+        terms
+    } else {
+        sum_raw(&terms, rows, chunks, 3, 1.0)?
+    };
+    let loss_rows = Tensor::empty(engine, &[rows], DType::F32)?;
+    let args = [(&loss_rows, 1), (&stats, 3)];
+    for_row_windows(engine, "byol_loss", rows, &args, |_, n, bufs, b| {
+        let params = params(n, cols, rows, [0, 0, b[1], b[0]]);
+        engine.dispatch_1d("byol_loss", "row_loss", &[], &params, bufs, n as u64)
     })?;
     let loss = sum_raw(&loss_rows, 1, rows, 1, 1.0 / rows as f32)?;
     let (sp, sz) = (p.clone(), z.clone());
@@ -46,8 +60,9 @@ pub fn byol_loss(p: &Tensor, z: &Tensor) -> Result<Tensor> {
     Ok(loss)
 }
 
-/// rows, cols, eps, -2 / N, then the bases of p, z, stats and the row output.
-fn params(rows: usize, cols: usize, batch: usize, bases: [u32; 4]) -> [u32; 8] {
+/// rows, cols, eps, -2 / N, then the bases of p, z, stats and the row output, then row_terms'
+/// chunking (one chunk of all columns here).
+fn params(rows: usize, cols: usize, batch: usize, bases: [u32; 4]) -> [u32; 10] {
     let [p, z, s, o] = bases;
     let grad_scale = -2.0 / batch as f32;
     [
@@ -59,5 +74,7 @@ fn params(rows: usize, cols: usize, batch: usize, bases: [u32; 4]) -> [u32; 8] {
         z,
         s,
         o,
+        cols as u32,
+        1,
     ]
 }

@@ -5,10 +5,17 @@
 //! (shaders/conv2d_tiled.wgsl) with the same parameters, bindings and grid.
 //!
 //! Batches whose input or output exceed one binding are processed in groups of samples.
+//!
+//! Software Vulkan silently ends an invocation's loops after `SOFTWARE_LOOP_LIMIT` iterations, and
+//! in the barrier-free kernels the 8-wide loops over a block count too (measured on llvmpipe,
+//! Mesa 22.3: about 10 iterations per kernel tap of the forward and input gradient, and per pixel
+//! of the weight gradient). So the forward and input-gradient channel loops are split into ranges,
+//! one launch each, that add into the output, and a weight-gradient split covers at most
+//! `PIXELS_PER_SPLIT` pixels: every invocation stays under `LOOP_BUDGET`.
 
 use super::bias::channel_sum;
 use super::reduce::sum_raw;
-use super::{check_f32, window};
+use super::{check_f32, check_loop_budget, chunks, window, LOOP_BUDGET};
 use crate::engine::{Engine, MatmulVariant};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
@@ -17,6 +24,9 @@ use crate::tensor::{DType, Tensor};
 const PARTIAL_BUDGET: usize = 16 << 20;
 /// Output pixels one weight-gradient split should cover at least.
 const MIN_PIXELS_PER_SPLIT: usize = 256;
+/// Output pixels one weight-gradient split covers at most: the barrier-free kernel counts about 10
+/// loop iterations per pixel on llvmpipe (its 8-wide gather loop is not unrolled).
+const PIXELS_PER_SPLIT: usize = LOOP_BUDGET / 10;
 /// A workgroup covers 64 GEMM columns and 64 GEMM rows in both variants (8x8 invocations with
 /// 8x8 blocks each, or 16x16 invocations with 4x4 blocks each).
 const TILE: usize = 64;
@@ -112,7 +122,8 @@ impl Geometry {
         y_base: u32,
         has_bias: bool,
         k_chunk: usize,
-    ) -> [u32; 15] {
+        split0: usize,
+    ) -> [u32; 19] {
         [
             batch as u32,
             self.c as u32,
@@ -129,6 +140,11 @@ impl Geometry {
             y_base,
             has_bias as u32,
             k_chunk as u32,
+            split0 as u32,
+            // Channel range and accumulation: forward and backward_input fill them in.
+            0,
+            0,
+            0,
         ]
     }
 }
@@ -241,6 +257,7 @@ fn forward_into(
     bias: Option<&Tensor>,
     y: &Tensor,
 ) -> Result<()> {
+    let ranges = channel_ranges(engine, "conv2d", g.c, g)?;
     let per = g.samples_per_launch(engine)?;
     let mut n0 = 0;
     while n0 < g.batch {
@@ -249,20 +266,23 @@ fn forward_into(
         let (ys, yb) = window(engine, y, n0 * g.out_per_sample(), n * g.out_per_sample());
         // Without a bias the weight stands in for the (unread) bias binding.
         let bs = bias.unwrap_or(w).slice();
-        let params = g.params(n, xb, yb, bias.is_some(), 0);
         let grid = [
             (n * g.oh * g.ow).div_ceil(TILE) as u32,
             g.o.div_ceil(TILE) as u32,
             1,
         ];
-        engine.dispatch(
-            shader(engine),
-            "forward",
-            &[],
-            &params,
-            &[xs, w.slice(), bs, ys],
-            grid,
-        )?;
+        for &(c0, len) in &ranges {
+            let mut params = g.params(n, xb, yb, bias.is_some(), 0, 0);
+            params[16..].copy_from_slice(&[c0 as u32, (c0 + len) as u32, (c0 > 0) as u32]);
+            engine.dispatch(
+                shader(engine),
+                "forward",
+                &[],
+                &params,
+                &[xs, w.slice(), bs, ys],
+                grid,
+            )?;
+        }
         n0 += n;
     }
     Ok(())
@@ -270,6 +290,7 @@ fn forward_into(
 
 fn backward_input(g: &Geometry, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let engine = dy.engine();
+    let ranges = channel_ranges(engine, "conv2d input gradient", g.o, g)?;
     let dx = Tensor::empty(engine, &[g.batch, g.c, g.h, g.w], DType::F32)?;
     let per = g.samples_per_launch(engine)?;
     let mut n0 = 0;
@@ -277,20 +298,23 @@ fn backward_input(g: &Geometry, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
         let n = per.min(g.batch - n0);
         let (dys, yb) = window(engine, dy, n0 * g.out_per_sample(), n * g.out_per_sample());
         let (dxs, xb) = window(engine, &dx, n0 * g.in_per_sample(), n * g.in_per_sample());
-        let params = g.params(n, xb, yb, false, 0);
         let grid = [
             (n * g.h * g.w).div_ceil(TILE) as u32,
             g.c.div_ceil(TILE) as u32,
             1,
         ];
-        engine.dispatch(
-            shader(engine),
-            "backward_input",
-            &[],
-            &params,
-            &[w.slice(), dys, dxs],
-            grid,
-        )?;
+        for &(o0, len) in &ranges {
+            let mut params = g.params(n, xb, yb, false, 0, 0);
+            params[16..].copy_from_slice(&[o0 as u32, (o0 + len) as u32, (o0 > 0) as u32]);
+            engine.dispatch(
+                shader(engine),
+                "backward_input",
+                &[],
+                &params,
+                &[w.slice(), dys, dxs],
+                grid,
+            )?;
+        }
         n0 += n;
     }
     Ok(dx)
@@ -301,46 +325,79 @@ fn backward_weight(g: &Geometry, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let weights = g.o * g.c * g.kh * g.kw;
     let max = engine.max_binding_words() as usize - 64;
     let per = g.samples_per_launch(engine)?;
+    // Splits one launch can hold: its partial sums fit the budget and one binding, and its grid.
+    let per_launch = (PARTIAL_BUDGET.min(max) / weights)
+        .min(engine.gpu().limits.max_compute_workgroups_per_dimension as usize)
+        .max(1);
     let mut total: Option<Tensor> = None;
     let mut n0 = 0;
     while n0 < g.batch {
         let n = per.min(g.batch - n0);
         let pixels = n * g.oh * g.ow;
-        let splits = (pixels / MIN_PIXELS_PER_SPLIT)
-            .min(PARTIAL_BUDGET.min(max) / weights)
-            .min(engine.gpu().limits.max_compute_workgroups_per_dimension as usize)
-            .max(1);
-        let k_chunk = pixels.div_ceil(splits);
+        let splits = (pixels / MIN_PIXELS_PER_SPLIT).min(per_launch).max(1);
+        // Each invocation loops over the pixels of its split: at most PIXELS_PER_SPLIT of them,
+        // with more splits (over several launches where one cannot hold them) for long batches.
+        let k_chunk = pixels.div_ceil(splits).min(PIXELS_PER_SPLIT);
         let splits = pixels.div_ceil(k_chunk);
-        let partial = Tensor::empty(engine, &[splits * weights], DType::F32)?;
         let (xs, xb) = window(engine, x, n0 * g.in_per_sample(), n * g.in_per_sample());
         let (dys, yb) = window(engine, dy, n0 * g.out_per_sample(), n * g.out_per_sample());
-        let params = g.params(n, xb, yb, false, k_chunk);
-        let grid = [
-            (g.c * g.kh * g.kw).div_ceil(TILE) as u32,
-            g.o.div_ceil(TILE) as u32,
-            splits as u32,
-        ];
-        engine.dispatch(
-            shader(engine),
-            "backward_weight",
-            &[],
-            &params,
-            &[xs, dys, partial.slice()],
-            grid,
-        )?;
-        let group = if splits > 1 {
-            sum_raw(&partial, 1, splits, weights, 1.0)?
-        } else {
-            partial
-        };
-        total = Some(match total {
-            None => group,
-            Some(t) => super::add(&t, &group)?,
-        });
+        for (split0, count) in chunks(splits, per_launch) {
+            let partial = Tensor::empty(engine, &[count * weights], DType::F32)?;
+            let params = g.params(n, xb, yb, false, k_chunk, split0);
+            let grid = [
+                (g.c * g.kh * g.kw).div_ceil(TILE) as u32,
+                g.o.div_ceil(TILE) as u32,
+                count as u32,
+            ];
+            engine.dispatch(
+                shader(engine),
+                "backward_weight",
+                &[],
+                &params,
+                &[xs, dys, partial.slice()],
+                grid,
+            )?;
+            let group = if count > 1 {
+                sum_raw(&partial, 1, count, weights, 1.0)?
+            } else {
+                partial
+            };
+            total = Some(match total {
+                None => group,
+                Some(t) => super::add(&t, &group)?,
+            });
+        }
         n0 += n;
     }
     total
         .ok_or_else(|| Error::Shape("conv2d with an empty batch".into()))?
         .view(&[g.o, g.c, g.kh, g.kw])
+}
+
+/// The channel ranges, one launch each, that the forward (input gradient) sums over its `channels`
+/// input (output) channels. The barrier-free kernel counts about 4 + 3·kh + 10·kh·kw loop
+/// iterations per channel on llvmpipe (measured, Mesa 22.3), so its channel loop is split into
+/// ranges of at most `LOOP_BUDGET` iterations. The tiled kernel (about 1.2 per channel and tap,
+/// measured likewise) takes every channel in one launch: a GPU needs no split, and on a software
+/// adapter, where it only runs when forced, a loop past the budget is refused.
+fn channel_ranges(
+    engine: &Engine,
+    op: &str,
+    channels: usize,
+    g: &Geometry,
+) -> Result<Vec<(usize, usize)>> {
+    let taps = g.kh * g.kw;
+    if shader(engine) == "conv2d_tiled" {
+        let iterations = (channels * taps * 5 / 4) as u64;
+        let hint = "use the barrier-free kernels there (MatmulVariant::Blocked, the default)";
+        check_loop_budget(engine, op, iterations, hint)?;
+        return Ok(vec![(0, channels)]);
+    }
+    let per_channel = 4 + 3 * g.kh + 10 * taps;
+    if per_channel > LOOP_BUDGET {
+        let hint = "use a smaller kernel there";
+        check_loop_budget(engine, op, per_channel as u64, hint)?;
+        return Ok(vec![(0, channels)]);
+    }
+    Ok(chunks(channels, LOOP_BUDGET / per_channel).collect())
 }

@@ -1,12 +1,14 @@
 //! Softmax cross entropy over [N, K] logits with integer targets (shaders/cross_entropy.wgsl),
-//! batch mean, forward and backward. Max-subtracted log-sum-exp keeps it stable for large logits.
+//! batch mean, forward and backward. Max-subtracted log-sum-exp keeps it stable for large logits;
+//! it is taken per chunk of `COLS_PER_CHUNK` columns first, so long rows never make one invocation
+//! loop past software Vulkan's `SOFTWARE_LOOP_LIMIT`.
 //!
 //! Targets live on the GPU, where an out-of-range label cannot raise an error: the kernel clamps it
 //! (never reading out of bounds), and `check_targets` / `upload_targets` reject such labels on the
 //! CPU before they are uploaded.
 
 use super::check_f32;
-use super::l2_normalize::{for_row_windows, matrix_dims};
+use super::l2_normalize::{col_chunks, for_row_windows, matrix_dims};
 use super::reduce::sum_raw;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -64,28 +66,48 @@ pub(crate) fn forward_raw(
 ) -> Result<(Tensor, Tensor)> {
     let (rows, cols) = matrix_dims("cross_entropy", logits)?;
     let engine = logits.engine();
+    let (part, chunks) = lse_partials(logits, scale)?;
     let stats = Tensor::empty(engine, &[rows, 2], DType::F32)?;
     let loss_rows = Tensor::empty(engine, &[rows], DType::F32)?;
     let mut args = vec![(logits, cols)];
     args.extend(targets.map(|t| (t, 1)));
-    args.extend([(&stats, 2), (&loss_rows, 1)]);
+    args.extend([(&stats, 2), (&loss_rows, 1), (&part, 2 * chunks)]);
     let entry = if targets.is_some() {
         "forward"
     } else {
         "forward_diag"
     };
     for_row_windows(engine, "cross_entropy", rows, &args, |r0, n, bufs, b| {
-        // Bases of (logits, targets, stats, loss rows); targets absent in the diagonal case.
+        // Bases of (logits, targets, stats, loss rows, partials); no targets in the diagonal case.
         let (tb, rest) = if targets.is_some() {
             (b[1], &b[2..])
         } else {
             (0, &b[1..])
         };
-        let p = params(n, cols, scale, rows, r0, [b[0], tb, rest[0], rest[1]]);
+        let mut p = params(n, cols, scale, rows, r0, [b[0], tb, rest[0], rest[1]]);
+        p[9..].copy_from_slice(&[0, chunks as u32, rest[2]]);
         engine.dispatch_1d("cross_entropy", entry, &[], &p, bufs, n as u64)
     })?;
     let loss = sum_raw(&loss_rows, 1, rows, 1, 1.0 / rows as f32)?;
     Ok((loss, stats))
+}
+
+/// Per row of `scale * logits` ([N, K]) and chunk of its columns, the chunk's maximum m_c and
+/// sum exp(l - m_c): a [N, 2 * chunks] tensor, and the chunks per row. The row log-sum-exp is
+/// m + log sum_c s_c exp(m_c - m), m the largest m_c. Not recorded.
+pub(crate) fn lse_partials(logits: &Tensor, scale: f32) -> Result<(Tensor, usize)> {
+    let (rows, cols) = matrix_dims("cross_entropy", logits)?;
+    let engine = logits.engine();
+    let (chunk_len, chunks) = col_chunks(cols);
+    let part = Tensor::empty(engine, &[rows, 2 * chunks], DType::F32)?;
+    let args = [(logits, cols), (&part, 2 * chunks)];
+    for_row_windows(engine, "cross_entropy", rows, &args, |r0, n, bufs, b| {
+        let mut p = params(n, cols, scale, rows, r0, [b[0], 0, 0, 0]);
+        p[9..].copy_from_slice(&[chunk_len as u32, chunks as u32, b[1]]);
+        let count = (n * chunks) as u64;
+        engine.dispatch_1d("cross_entropy", "lse_partial", &[], &p, bufs, count)
+    })?;
+    Ok((part, chunks))
 }
 
 /// d loss / d logits = (softmax(scale * logits) - onehot) * scale * dy / N. Not recorded.
@@ -120,7 +142,8 @@ pub(crate) fn backward_raw(
     Ok(dx)
 }
 
-/// rows, cols, scale, scale / N, first row, then the bases of logits, targets, stats and output.
+/// rows, cols, scale, scale / N, first row, then the bases of logits, targets, stats and output,
+/// then the chunking of the log-sum-exp (unused here: the callers that need it fill it in).
 fn params(
     rows: usize,
     cols: usize,
@@ -128,7 +151,7 @@ fn params(
     batch: usize,
     row0: usize,
     bases: [u32; 4],
-) -> [u32; 9] {
+) -> [u32; 12] {
     let [x, t, s, o] = bases;
     let grad_scale = scale / batch as f32;
     [
@@ -141,5 +164,8 @@ fn params(
         t,
         s,
         o,
+        0,
+        1,
+        0,
     ]
 }

@@ -25,7 +25,7 @@ pub const MAX_EIGEN_DIM: usize = 1024;
 /// Sweeps before the solver gives up and returns the current diagonal (about 10 are typical).
 const MAX_SWEEPS: u32 = 40;
 /// Loop iterations one launch may run per invocation on software adapters (llvmpipe stops at 65535).
-pub const SOFTWARE_LOOP_BUDGET: u64 = 50_000;
+pub const SOFTWARE_LOOP_BUDGET: u64 = super::LOOP_BUDGET as u64;
 /// Converged when ||off-diagonal||_F <= OFF_DIAGONAL_TOL * ||A||_F.
 const OFF_DIAGONAL_TOL: f32 = 1e-7;
 /// RankMe's epsilon, added to every normalized singular value: p_k = σ_k / Σσ + 1e-7.

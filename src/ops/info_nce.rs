@@ -98,11 +98,13 @@ fn against_queue(q_hat: &Tensor, k_hat: &Tensor, queue: &Tensor, scale: f32) -> 
         1.0,
         0.0,
     )?;
+    let (part, chunks) = cross_entropy::lse_partials(&neg, scale)?;
     let stats = Tensor::empty(engine, &[n, 2], DType::F32)?;
     let loss_rows = Tensor::empty(engine, &[n], DType::F32)?;
-    let args = [(&pos, 1), (&neg, negs), (&stats, 2), (&loss_rows, 1)];
+    let args = [(&pos, 1), (&stats, 2), (&loss_rows, 1), (&part, 2 * chunks)];
     for_row_windows(engine, "info_nce", n, &args, |_, rows, bufs, b| {
-        let p = params(rows, negs, scale, n, d, [b[0], b[1], b[2], b[3]]);
+        let mut p = params(rows, negs, scale, n, d, [b[0], 0, b[1], b[2]]);
+        p[9..].copy_from_slice(&[chunks as u32, b[3]]);
         engine.dispatch_1d("info_nce", "pair_forward", &[], &p, bufs, rows as u64)
     })?;
     let loss = sum_raw(&loss_rows, 1, n, 1, 1.0 / n as f32)?;
@@ -166,7 +168,8 @@ fn gemm(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> Gemm {
     }
 }
 
-/// rows, negatives, scale, scale / N, then the bases of pos, neg, stats and output, then cols.
+/// rows, negatives, scale, scale / N, then the bases of pos, neg, stats and output, then cols, then
+/// pair_forward's chunks and partials base (unused here: it fills them in).
 fn params(
     rows: usize,
     negs: usize,
@@ -174,7 +177,7 @@ fn params(
     batch: usize,
     cols: usize,
     bases: [u32; 4],
-) -> [u32; 9] {
+) -> [u32; 11] {
     let [pos, neg, stats, out] = bases;
     let grad_scale = scale / batch as f32;
     [
@@ -187,6 +190,8 @@ fn params(
         stats,
         out,
         cols as u32,
+        1,
+        0,
     ]
 }
 

@@ -2,14 +2,28 @@
 //! plus the row-window launcher that the loss ops share.
 //!
 //! y = x / max(||x||, eps) with eps = 1e-12, as torch.nn.functional.normalize.
+//!
+//! Kernels that loop along a row (here the row sums, and the loss ops' per-row passes) cover at
+//! most `COLS_PER_CHUNK` columns per invocation, so long rows are summed in chunks: software Vulkan
+//! stops an invocation's loops at `SOFTWARE_LOOP_LIMIT` iterations.
 
-use super::{check_f32, chunks, window};
+use super::reduce::sum_raw;
+use super::{check_f32, chunks, window, LOOP_BUDGET};
 use crate::engine::{BufSlice, Engine};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
 /// The smallest norm divided by, as in torch.nn.functional.normalize.
 pub const L2_NORM_EPS: f32 = 1e-12;
+
+/// Columns one invocation of a row kernel loops over (at most twice: a maximum, then a sum).
+pub(crate) const COLS_PER_CHUNK: usize = LOOP_BUDGET / 2;
+
+/// (columns per chunk, chunks per row) for rows of `cols` columns.
+pub(crate) fn col_chunks(cols: usize) -> (usize, usize) {
+    let len = cols.clamp(1, COLS_PER_CHUNK);
+    (len, cols.div_ceil(len))
+}
 
 /// (rows, cols) of a non-empty 2-D tensor.
 pub(crate) fn matrix_dims(op: &str, x: &Tensor) -> Result<(usize, usize)> {
@@ -59,17 +73,24 @@ pub(crate) fn for_row_windows<'a>(
     Ok(())
 }
 
-/// out[r] = sum_j a[r, j] * b[r, j] for [rows, cols] matrices `a` and `b` (not recorded).
+/// out[r] = sum_j a[r, j] * b[r, j] for [rows, cols] matrices `a` and `b` (not recorded). Long
+/// rows are summed in chunks, then the chunk sums are added.
 pub(crate) fn row_dot_raw(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (rows, cols) = matrix_dims("row_dot", a)?;
     let engine = a.engine();
-    let out = Tensor::empty(engine, &[rows], DType::F32)?;
-    let args = [(a, cols), (b, cols), (&out, 1)];
+    let (chunk_len, chunks) = col_chunks(cols);
+    let out = Tensor::empty(engine, &[rows * chunks], DType::F32)?;
+    let args = [(a, cols), (b, cols), (&out, chunks)];
     for_row_windows(engine, "row_dot", rows, &args, |_, n, bufs, bases| {
-        let params = params(n, cols, [bases[0], bases[1], 0, 0, bases[2]]);
-        engine.dispatch_1d("l2_normalize", "row_dot", &[], &params, bufs, n as u64)
+        let mut params = params(n, cols, [bases[0], bases[1], 0, 0, bases[2]]);
+        params[8..].copy_from_slice(&[chunk_len as u32, chunks as u32]);
+        let count = (n * chunks) as u64;
+        engine.dispatch_1d("l2_normalize", "row_dot", &[], &params, bufs, count)
     })?;
-    Ok(out)
+    if chunks == 1 {
+        return Ok(out);
+    }
+    sum_raw(&out, rows, chunks, 1, 1.0)
 }
 
 /// The normalized rows of `x` and the per-row sums of squares (kept for the backward).
@@ -115,8 +136,9 @@ fn normalize_backward_raw(y: &Tensor, sumsq: &Tensor, dy: &Tensor) -> Result<Ten
     .map(|_| dx)
 }
 
-/// The shader's parameter block: rows, cols, eps, then the bases of a, b, sumsq, dots, out.
-fn params(rows: usize, cols: usize, bases: [u32; 5]) -> [u32; 8] {
+/// The shader's parameter block: rows, cols, eps, then the bases of a, b, sumsq, dots, out, then
+/// row_dot's chunking (one chunk of all columns here).
+fn params(rows: usize, cols: usize, bases: [u32; 5]) -> [u32; 10] {
     let [a, b, s, t, o] = bases;
     [
         rows as u32,
@@ -127,6 +149,8 @@ fn params(rows: usize, cols: usize, bases: [u32; 5]) -> [u32; 8] {
         s,
         t,
         o,
+        cols as u32,
+        1,
     ]
 }
 

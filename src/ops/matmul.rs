@@ -3,12 +3,18 @@
 //!
 //! The kernel is chosen per adapter (`Engine::matmul_variant`): barrier-free register blocking on
 //! software Vulkan, workgroup-memory tiles on GPUs. Operands larger than one binding are split over
-//! the rows of C (or, for Aᵀ·B, over K with accumulation into C).
+//! the rows of C (or, for Aᵀ·B, over K with accumulation into C), and a K longer than `K_RANGE` is
+//! summed over several launches that accumulate into C.
 
-use super::{check_f32, window};
+use super::{check_f32, chunks, window, LOOP_BUDGET};
 use crate::engine::{Engine, MatmulVariant};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
+
+/// Longest range of K one launch sums: each invocation loops over it (once per k in the scalar
+/// kernel), and software Vulkan stops loops at `SOFTWARE_LOOP_LIMIT` iterations. A multiple of 16,
+/// so every range but the last fills whole K slices of the vec4 and tiled kernels.
+const K_RANGE: usize = LOOP_BUDGET / 16 * 16;
 
 /// Dimensions of one (batched) product: C[b] (m x n) = op(A[b]) (m x k) · op(B[b]) (k x n).
 #[derive(Clone, Copy, Debug)]
@@ -128,20 +134,6 @@ fn dispatch(
         _ if vec4_ok(g, bases) => ("matmul_vec4", 64),
         _ => ("matmul_blocked", 32),
     };
-    let params = [
-        g.m as u32,
-        g.n as u32,
-        g.k as u32,
-        g.batch as u32,
-        (g.m * g.k) as u32,
-        (g.k * g.n) as u32,
-        (g.m * g.n) as u32,
-        bases[0],
-        bases[1],
-        bases[2],
-        alpha.to_bits(),
-        beta.to_bits(),
-    ];
     let constants = [
         ("TRANS_A", g.trans_a as u8 as f64),
         ("TRANS_B", g.trans_b as u8 as f64),
@@ -151,7 +143,28 @@ fn dispatch(
         g.m.div_ceil(tile) as u32,
         g.batch as u32,
     ];
-    engine.dispatch(shader, "matmul", &constants, &params, &bufs, grid)
+    // A long K is summed in ranges, each launch adding its part into C (beta = 1 after the first).
+    for (k0, len) in chunks(g.k, K_RANGE) {
+        let beta = if k0 == 0 { beta } else { 1.0 };
+        let params = [
+            g.m as u32,
+            g.n as u32,
+            g.k as u32,
+            g.batch as u32,
+            (g.m * g.k) as u32,
+            (g.k * g.n) as u32,
+            (g.m * g.n) as u32,
+            bases[0],
+            bases[1],
+            bases[2],
+            alpha.to_bits(),
+            beta.to_bits(),
+            k0 as u32,
+            (k0 + len) as u32,
+        ];
+        engine.dispatch(shader, "matmul", &constants, &params, &bufs, grid)?;
+    }
+    Ok(())
 }
 
 /// Whether the vec4 barrier-free kernel can read this product's operands as vec4 rows.

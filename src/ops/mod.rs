@@ -45,6 +45,35 @@ use crate::engine::{BufSlice, Engine};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
+/// Loop iterations after which software Vulkan (llvmpipe) silently ends every loop of a shader
+/// invocation, once all its loops together have run that many iterations (gallivm's
+/// `LP_MAX_TGSI_LOOP_ITERATIONS`). An invocation that needs more returns a wrong answer without any
+/// error. Loops with a small constant trip count count too unless the compiler unrolls them: it
+/// unrolls simple ones, but not, for instance, the 8-wide block loops of shaders/conv2d.wgsl
+/// (measured on Mesa 22.3: see ops/conv2d.rs).
+pub const SOFTWARE_LOOP_LIMIT: u64 = 65_535;
+
+/// Loop iterations ops let one invocation run, on every adapter: chunk lengths of long reductions
+/// are bounded by it (with room below [`SOFTWARE_LOOP_LIMIT`] for loop entries and short loops).
+pub const LOOP_BUDGET: usize = 50_000;
+
+/// Refuses, on a software adapter, a launch whose invocations loop more than [`LOOP_BUDGET`] times
+/// (where an op cannot split its loop); `hint` says what to do instead. Other adapters pass.
+pub(crate) fn check_loop_budget(
+    engine: &Engine,
+    op: &str,
+    iterations: u64,
+    hint: &str,
+) -> Result<()> {
+    if engine.gpu().is_software() && iterations > LOOP_BUDGET as u64 {
+        return Err(Error::Invalid(format!(
+            "{op}: this shape needs {iterations} loop iterations in one GPU invocation, but software \
+             Vulkan (llvmpipe) silently stops loops after {SOFTWARE_LOOP_LIMIT}; {hint}"
+        )));
+    }
+    Ok(())
+}
+
 /// Same data, new shape (same number of elements); the gradient is reshaped back.
 pub fn reshape(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let out = x.view(shape)?;

@@ -8,7 +8,7 @@
 //! are split over the outer axis (or over groups when one outer slab is too large); each launch
 //! folds its partials into the sums of the earlier ones.
 
-use super::window;
+use super::{window, LOOP_BUDGET};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
@@ -18,7 +18,8 @@ pub const NORM_EPS: f32 = 1e-5;
 
 /// Invocations a statistics launch should have at least, before chunking groups pays off.
 const TARGET_INVOCATIONS: usize = 16384;
-/// Most chunks per group: the fold pass walks them serially.
+/// Most chunks per group wanted for parallel work (the fold pass walks them serially); long groups
+/// get more, so that no chunk exceeds `LOOP_BUDGET` elements.
 const MAX_CHUNKS: usize = 1024;
 /// Shortest chunk worth an invocation.
 const MIN_CHUNK: usize = 64;
@@ -63,6 +64,16 @@ struct Launch {
     last: bool,
 }
 
+/// Elements one invocation of a partial pass covers: enough chunks per group for parallel work,
+/// and never more than `LOOP_BUDGET` (the kernels loop once per element; software Vulkan stops
+/// loops at `SOFTWARE_LOOP_LIMIT`).
+fn chunk_len(view: GroupView) -> usize {
+    let count = view.count().max(1);
+    let wanted = (TARGET_INVOCATIONS / view.groups.max(1))
+        .clamp(1, (count / MIN_CHUNK).clamp(1, MAX_CHUNKS));
+    count.div_ceil(wanted).min(LOOP_BUDGET)
+}
+
 /// Splits the view into launches that fit one binding, each with chunks whose partials (`width`
 /// words per group and chunk) fit too.
 fn plan(engine: &Engine, view: GroupView, width: usize) -> Result<Vec<Launch>> {
@@ -83,10 +94,7 @@ fn plan(engine: &Engine, view: GroupView, width: usize) -> Result<Vec<Launch>> {
             "normalization: one group row of {inner} elements exceeds the adapter's binding limit"
         )));
     }
-    let count = view.count().max(1);
-    let wanted =
-        (TARGET_INVOCATIONS / groups.max(1)).clamp(1, (count / MIN_CHUNK).clamp(1, MAX_CHUNKS));
-    let chunk_len = count.div_ceil(wanted);
+    let chunk_len = chunk_len(view);
     let most_chunks = (max_words / (width * groups.max(1))).max(1);
     let launch = |start, len, g0, ng, span: usize, first, last| {
         let chunk_len = chunk_len.max(span.div_ceil(most_chunks)).max(1);
@@ -334,4 +342,26 @@ pub(crate) fn check_eps(op: &str, eps: f32) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_invocation_covers_more_than_the_loop_budget() {
+        for groups in [1, 64, 8192, 16_384, 1 << 20] {
+            for count in [1, 70_000, 12_845_056, 1 << 30] {
+                let view = GroupView {
+                    outer: count,
+                    groups,
+                    inner: 1,
+                };
+                let len = chunk_len(view);
+                assert!(len <= LOOP_BUDGET, "{view:?}: chunks of {len}");
+                // The fold pass walks one partial per chunk.
+                assert!(count.div_ceil(len) <= LOOP_BUDGET, "{view:?}: {len}");
+            }
+        }
+    }
 }

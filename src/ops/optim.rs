@@ -24,8 +24,9 @@ const TRUST: u32 = 4;
 /// BYOL's LARS trust coefficient.
 pub const LARS_ETA: f32 = 0.001;
 
-/// The kernel parameter block: count, base, then the scalars lr, momentum, weight_decay, eta, tau.
-fn kernel_params(count: usize, base: usize, scalars: [f32; 5]) -> [u32; 7] {
+/// The kernel parameter block: count, base, then the scalars lr, momentum, weight_decay, eta, tau,
+/// then lars_trust's rounds (0 here: it fills them in).
+fn kernel_params(count: usize, base: usize, scalars: [f32; 5]) -> [u32; 8] {
     let [lr, momentum, weight_decay, eta, tau] = scalars.map(f32::to_bits);
     [
         count as u32,
@@ -35,6 +36,7 @@ fn kernel_params(count: usize, base: usize, scalars: [f32; 5]) -> [u32; 7] {
         weight_decay,
         eta,
         tau,
+        0,
     ]
 }
 
@@ -232,8 +234,9 @@ struct Plan {
     key: Vec<u8>,
     table: Tensor,
     windows: Vec<Window>,
-    /// LARS: entries (parameter, first chunk, end chunk, 0) and their count.
-    norms: Option<(Tensor, usize)>,
+    /// LARS: entries (parameter, first chunk, end chunk, 0), their count, and the rounds of 256
+    /// chunks that cover the longest.
+    norms: Option<(Tensor, usize, usize)>,
 }
 
 /// State shared by SGD and LARS. Momentum and gathered gradients are laid out like the arena.
@@ -371,14 +374,16 @@ impl Core {
             return per_window("sgd_update", true, None);
         };
         per_window("norm_partials", false, Some(partials.slice()))?;
-        if let Some((norm_table, count)) = &plan.norms {
+        if let Some((norm_table, count, rounds)) = &plan.norms {
+            let mut p = kernel_params(*count, 0, scalars);
+            p[7] = *rounds as u32;
             engine.dispatch_1d(
                 "optim",
                 "lars_trust",
                 &[],
-                &kernel_params(*count, 0, scalars),
+                &p,
                 &[norm_table.slice(), partials.slice(), trust.slice()],
-                *count as u64,
+                *count as u64 * 256,
             )?;
         }
         per_window("lars_update", true, Some(trust.slice()))
@@ -454,7 +459,8 @@ impl Core {
         let norms = if norms.is_empty() {
             None
         } else {
-            Some((upload(&norms)?, norms.len()))
+            let longest = norms.iter().map(|e| e[2] - e[1]).max().unwrap_or(0);
+            Some((upload(&norms)?, norms.len(), longest.div_ceil(256) as usize))
         };
         Ok(Plan {
             key,

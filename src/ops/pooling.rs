@@ -2,7 +2,7 @@
 //! (a mean over the spatial axis, built from the reduction kernels).
 
 use super::conv2d::conv_out_size;
-use super::{check_f32, mean_axis, reshape, window};
+use super::{check_f32, check_loop_budget, mean_axis, reshape, window};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
@@ -75,6 +75,14 @@ pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, pad: usize) -> Result<Ten
             x.shape()
         )));
     }
+    // The forward loops over the window's rows and, in each, its columns (the backward over the
+    // outputs whose window covers an input: no more).
+    check_loop_budget(
+        x.engine(),
+        "max_pool2d",
+        (k * k + k) as u64,
+        "use a smaller window there",
+    )?;
     let g = PoolGeometry {
         planes: n * c,
         h,

@@ -1,9 +1,10 @@
 //! Sum and mean over one axis or over everything (shaders/reduce.wgsl), forward and backward.
 //!
 //! A tensor is viewed as [outer, axis, inner]. Long axes with little parallel work are first summed
-//! in chunks, then the chunk sums are summed: deterministic, and no invocation loops over millions.
+//! in chunks, then the chunk sums are summed: deterministic, and no invocation loops more than
+//! `LOOP_BUDGET` times.
 
-use super::{check_f32, window};
+use super::{check_f32, window, LOOP_BUDGET};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
@@ -20,13 +21,7 @@ pub(crate) fn sum_raw(
     scale: f32,
 ) -> Result<Tensor> {
     let engine = x.engine();
-    let work = outer * inner;
-    let chunk_len = if axis >= 128 && work < TARGET_INVOCATIONS {
-        let chunks_wanted = (TARGET_INVOCATIONS / work.max(1)).clamp(1, axis / 64);
-        axis.div_ceil(chunks_wanted)
-    } else {
-        axis
-    };
+    let chunk_len = chunk_len(axis, outer * inner);
     let chunks = axis.div_ceil(chunk_len.max(1)).max(1);
     let out = Tensor::empty(engine, &[outer * chunks * inner], DType::F32)?;
     let s = if chunks == 1 { scale } else { 1.0 };
@@ -43,6 +38,19 @@ pub(crate) fn sum_raw(
         return Ok(out);
     }
     sum_raw(&out, outer, chunks, inner, scale)
+}
+
+/// Axis elements one invocation sums, given `work` = outer * inner sums to compute: chunks of the
+/// axis when there is too little parallel work otherwise, and never more than `LOOP_BUDGET` (the
+/// kernel loops once per element; software Vulkan stops loops at `SOFTWARE_LOOP_LIMIT`).
+fn chunk_len(axis: usize, work: usize) -> usize {
+    let len = if axis >= 128 && work < TARGET_INVOCATIONS {
+        let chunks_wanted = (TARGET_INVOCATIONS / work.max(1)).clamp(1, axis / 64);
+        axis.div_ceil(chunks_wanted)
+    } else {
+        axis
+    };
+    len.min(LOOP_BUDGET)
 }
 
 /// out[o, a, i] = scale * dy[o, i]: the gradient of `sum_raw`.
@@ -171,4 +179,23 @@ pub fn sum(x: &Tensor) -> Result<Tensor> {
 /// Mean of all elements, shape [1].
 pub fn mean(x: &Tensor) -> Result<Tensor> {
     mean_axis(&super::reshape(x, &[1, x.numel()])?, 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_invocation_sums_more_than_the_loop_budget() {
+        for axis in [1, 127, 128, 65_535, 70_000, 1 << 20, 1 << 30] {
+            for work in [1, 10, 8192, 16_383, 16_384, 1 << 20] {
+                let len = chunk_len(axis, work);
+                assert!(
+                    len <= LOOP_BUDGET,
+                    "axis {axis}, work {work}: chunks of {len}"
+                );
+                assert!(len >= 1 && len * axis.div_ceil(len) >= axis);
+            }
+        }
+    }
 }
