@@ -13,6 +13,7 @@ use byol::ops;
 use byol::rng::Rng;
 use byol::{EngineOptions, Error, ParamSet, Tensor};
 use common::l2_ref::{normalize, normalize_backward};
+use common::loss_ref::{byol_backward, byol_forward, ce_backward, ce_forward};
 use common::{assert_close, rand_vec, to_f32, upload, OpCheck};
 
 /// Past the software limit of 65535 iterations.
@@ -80,21 +81,6 @@ fn l2_normalize_of_long_rows_matches_reference() {
     .run(&mut rng);
 }
 
-fn byol_forward(p: &[f64], z: &[f64], d: usize) -> f64 {
-    let (ph, _) = normalize(p, d);
-    let (zh, _) = normalize(z, d);
-    let n = p.len() / d;
-    let cos_sum: f64 = ph.iter().zip(&zh).map(|(a, b)| a * b).sum();
-    (2.0 * n as f64 - 2.0 * cos_sum) / n as f64
-}
-
-fn byol_backward(p: &[f64], z: &[f64], d: usize, dy: f64) -> Vec<f64> {
-    let (zh, _) = normalize(z, d);
-    let n = (p.len() / d) as f64;
-    let dph: Vec<f64> = zh.iter().map(|v| -2.0 * v / n * dy).collect();
-    normalize_backward(p, &dph, d)
-}
-
 #[test]
 fn byol_loss_of_long_rows_matches_reference() {
     let mut rng = Rng::new(4);
@@ -114,36 +100,6 @@ fn byol_loss_of_long_rows_matches_reference() {
         rel: 1e-4,
     }
     .run(&mut rng);
-}
-
-/// Mean over rows of logsumexp(row) - row[target].
-fn ce_forward(rows: &[Vec<f64>], targets: &[usize]) -> f64 {
-    let total: f64 = rows
-        .iter()
-        .zip(targets)
-        .map(|(row, &t)| {
-            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
-            s.ln() - (row[t] - m)
-        })
-        .sum();
-    total / rows.len() as f64
-}
-
-/// (softmax - onehot) * dy / N per row.
-fn ce_backward(rows: &[Vec<f64>], targets: &[usize], dy: f64) -> Vec<Vec<f64>> {
-    let n = rows.len() as f64;
-    rows.iter()
-        .zip(targets)
-        .map(|(row, &t)| {
-            let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let s: f64 = row.iter().map(|v| (v - m).exp()).sum();
-            row.iter()
-                .enumerate()
-                .map(|(j, v)| ((v - m).exp() / s - (j == t) as u8 as f64) * dy / n)
-                .collect()
-        })
-        .collect()
 }
 
 #[test]

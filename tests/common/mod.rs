@@ -8,6 +8,7 @@
 
 pub mod conv_ref;
 pub mod l2_ref;
+pub mod loss_ref;
 
 use byol::rng::Rng;
 use byol::{Engine, EngineOptions, MatmulVariant, Tensor};
