@@ -175,9 +175,9 @@ fn param_cases(e: &Engine) -> Vec<Case> {
         shape: shape.clone(),
         work: 12.0 * count as f64,
         compute_bound: false,
-        run: Box::new(move || ops::ema_update(&t1, &o1, 0.996).map(|_| t1.flat().clone())),
+        run: Box::new(move || byol::optim::ema_update(&t1, &o1, 0.996).map(|_| t1.flat().clone())),
     });
-    let sgd = RefCell::new(ops::Sgd::new(&online, 0.9, 1e-4).expect("sgd"));
+    let sgd = RefCell::new(byol::optim::Optimizer::sgd(&online, 0.9, 1e-4).expect("sgd"));
     let (g1, o2) = (grads.clone(), online.clone());
     v.push(Case {
         name: "sgd step".into(),
@@ -187,7 +187,7 @@ fn param_cases(e: &Engine) -> Vec<Case> {
         compute_bound: false,
         run: Box::new(move || sgd.borrow_mut().step(&g1, 0.1).map(|_| o2.flat().clone())),
     });
-    let lars = RefCell::new(ops::Lars::new(&online, 0.9, 1e-6).expect("lars"));
+    let lars = RefCell::new(byol::optim::Optimizer::lars(&online, 0.9, 1e-6).expect("lars"));
     let (g2, o3) = (grads, online);
     v.push(Case {
         name: "lars step".into(),

@@ -4,8 +4,9 @@
 //! BYOL's augmentation parameters), and of loader + upload + both GPU views, at 32x32 and 96x96
 //! output, batch 256.
 
-use byol::data::augment::{two_views, AugmentConfig};
+use byol::data::augment::AugmentConfig;
 use byol::data::loader::{Loader, LoaderOptions};
+use byol::data::views::two_views;
 use byol::data::{open, ImageSet, Split};
 use byol::rng::Rng;
 use byol::Engine;
@@ -62,7 +63,7 @@ fn main() {
         let alone = rate(&set, batches, |_| {});
         let mut rng = Rng::new(0);
         let gpu = rate(&set, batches, |b| {
-            let (v1, v2) = two_views(&engine, b, &c1, &c2, size, &mut rng).expect("views");
+            let (v1, v2) = two_views(&engine, b, &c1, &c2, size, Some(&mut rng)).expect("views");
             drop((v1, v2));
             engine.sync().expect("sync");
         });

@@ -1,15 +1,17 @@
-//! End-to-end BYOL training step: `cargo bench --bench step [-- --samples N] [--config NAME]`.
+//! The training step of `byol train`: `cargo bench --bench step [-- --samples N] [--config NAME]`.
 //!
-//! Prints, per configuration, the median time of one full step (two views through online and
-//! target networks, symmetric loss, backward, SGD on all parameters, EMA update), images/s and the
-//! buffer pool's peak bytes in use. Views come from random images already on the GPU, so this
-//! measures the training step alone (the loader bench measures data).
+//! Each configuration is a `TrainConfig` (as `byol train` builds one from its flags) and each step
+//! is `Trainer::step`, the very function the training loop calls: two views through online and
+//! target networks, the symmetric loss, backward, the configured optimizer, the EMA update and the
+//! collapse diagnostics. Prints the median time of a step (waiting for the GPU at its end),
+//! images/s, the buffer pool's peak bytes in use and dispatches per step. Views are augmented on
+//! the GPU from random images already uploaded, so this measures the step alone (the loader bench
+//! measures data).
 
-use byol::data::augment::{augment_batch, upload_images, AugmentConfig};
-use byol::nn::{EncoderNorm, NormKind, ResNetConfig, Stem};
-use byol::ops;
+use byol::data::augment::{augment_batch, upload_images};
+use byol::nn::Stem;
 use byol::rng::Rng;
-use byol::ssl::{Method, ModelConfig, SslModel};
+use byol::train::{TrainConfig, Trainer};
 use byol::{Engine, EngineOptions};
 
 struct StepConfig {
@@ -52,6 +54,22 @@ const CONFIGS: &[StepConfig] = &[
     },
 ];
 
+impl StepConfig {
+    /// The configuration `byol train` would run with these sizes (every other flag its default).
+    fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            stem: self.stem,
+            width_mult: self.width,
+            image_size: self.size,
+            batch_size: self.batch,
+            proj_hidden: self.hidden,
+            proj_out: self.out,
+            pred_hidden: self.hidden,
+            ..TrainConfig::default()
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut samples = 10usize;
@@ -85,66 +103,41 @@ fn main() {
         if only.as_ref().is_some_and(|o| !c.name.contains(o.as_str())) {
             continue;
         }
-        let cfg = ModelConfig {
-            method: Method::Byol,
-            encoder: ResNetConfig {
-                stem: c.stem,
-                width_mult: c.width,
-                norm: EncoderNorm::Batch,
-            },
-            proj_hidden: c.hidden,
-            proj_out: c.out,
-            pred_hidden: c.hidden,
-            proj_norm: NormKind::Batch,
-            pred_norm: NormKind::Batch,
-            temperature: 0.2,
-            contrastive_queue: false,
-            queue_size: 1,
-            seed: 0,
-        };
-        let mut model = SslModel::new(&engine, cfg).expect("model");
-        let mut opts: Vec<ops::Sgd> = model
-            .trainable()
-            .into_iter()
-            .map(|p| ops::Sgd::new(p, 0.9, 1e-4).expect("sgd"))
-            .collect();
+        let cfg = c.train_config();
+        let mut trainer = Trainer::new(&engine, &cfg, 1000).expect("trainer");
+        let views = cfg.augmentations().expect("augmentations");
         let mut rng = Rng::new(1);
         let pixels: Vec<u8> = (0..c.batch * c.size * c.size * 3)
             .map(|_| rng.below(256) as u8)
             .collect();
         let images = upload_images(&engine, &pixels).expect("upload");
-        let views = AugmentConfig::byol();
         let mut times = Vec::new();
         let mut dispatches = 0;
         for s in 0..samples + 2 {
+            let params: Vec<Vec<_>> = views
+                .iter()
+                .map(|v| {
+                    (0..c.batch)
+                        .map(|_| v.sample(&mut rng, c.size, c.size))
+                        .collect()
+                })
+                .collect();
+            engine.sync().expect("sync");
             let before = engine.record_stats().dispatches;
-            let params1: Vec<_> = (0..c.batch)
-                .map(|_| views[0].sample(&mut rng, c.size, c.size))
-                .collect();
-            let params2: Vec<_> = (0..c.batch)
-                .map(|_| views[1].sample(&mut rng, c.size, c.size))
-                .collect();
             let t0 = std::time::Instant::now();
-            let v1 = augment_batch(
-                &engine, &images, c.size, c.size, &params1, &views[0], c.size,
-            )
-            .expect("view");
-            let v2 = augment_batch(
-                &engine, &images, c.size, c.size, &params2, &views[1], c.size,
-            )
-            .expect("view");
-            let out = model.step_loss(&v1, &v2).expect("loss");
-            let grads = engine.backward(&out.loss).expect("backward");
-            for o in &mut opts {
-                o.step(&grads, 0.05).expect("sgd");
-            }
-            model.update_target(0.99).expect("ema");
-            drop(grads);
-            out.loss.item().expect("loss");
+            let view = |i: usize| {
+                augment_batch(
+                    &engine, &images, c.size, c.size, &params[i], &views[i], c.size,
+                )
+                .expect("view")
+            };
+            let (v1, v2) = (view(0), view(1));
+            trainer.step(&v1, &v2).expect("step");
+            dispatches = engine.record_stats().dispatches - before;
+            engine.sync().expect("sync");
             if s >= 2 {
                 times.push(t0.elapsed().as_secs_f64());
             }
-            dispatches = engine.record_stats().dispatches - before;
         }
         for (k, n, secs) in engine.profile_report().into_iter().take(15) {
             eprintln!("  {k:<40} {n:>6} calls {:>9.1} ms", secs * 1e3);

@@ -1,26 +1,25 @@
-//! The tape: a list of nodes, each knowing its output, its inputs and how to send a gradient back.
-//!
-//! Ops call `Engine::record` after computing their output; `Engine::backward` walks the tape in
-//! reverse, gives every input its gradient (summing where a tensor feeds several ops) and frees the
-//! tape, so a training loop's memory stays flat. Backward closures run under no-grad: the tape holds
+//! The backward pass: `Engine::backward` walks the tape ([`crate::tape`]) in reverse, gives every
+//! input its gradient (summing where a tensor feeds several ops) and frees the tape, so a training
+//! loop's memory stays flat. A parameter of a trainable arena gets its gradient written straight
+//! into its slot of the arena's gradient buffer (its last contribution is added there, as a
+//! dispatch), which is where optimizers read it. Backward closures run under no-grad: the tape holds
 //! first-order gradients only.
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ops;
+use crate::ops::elementwise::{add_into, copy_into};
+use crate::tape;
 use crate::tensor::{Tensor, TensorId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-/// Gradient of the output in, gradients of the inputs out (`None` where an input needs none).
-pub type BackwardFn = Box<dyn FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>>>;
-
-pub(crate) struct Node {
-    out: TensorId,
-    inputs: Vec<Tensor>,
-    backward: BackwardFn,
+/// Whether backward leaves `t`'s gradient in a fixed slot (a trainable arena's parameter).
+fn has_slot(t: &Tensor) -> bool {
+    t.requires_grad() && t.grad_slot().is_some()
 }
 
-/// Gradients of the leaves that require them, by tensor id.
+/// Gradients of the leaves that require them, by tensor id. A parameter's gradient is a view of its
+/// arena's gradient buffer: valid until the next backward overwrites it.
 #[derive(Default)]
 pub struct Grads {
     map: HashMap<TensorId, Tensor>,
@@ -39,42 +38,9 @@ impl Grads {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
-    /// Adds another set of gradients into this one (gradient accumulation over micro-batches).
-    pub fn accumulate(&mut self, other: Grads) -> Result<()> {
-        for (id, g) in other.map {
-            let sum = match self.map.remove(&id) {
-                Some(prev) => {
-                    let _ng = g.engine().no_grad();
-                    ops::add(&prev, &g)?
-                }
-                None => g,
-            };
-            self.map.insert(id, sum);
-        }
-        Ok(())
-    }
 }
 
 impl Engine {
-    /// Records how to differentiate `out` with respect to `inputs`, if gradients are on and any
-    /// input needs one. Marks `out` as requiring a gradient in that case.
-    pub fn record(
-        &self,
-        out: &Tensor,
-        inputs: &[&Tensor],
-        backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + 'static,
-    ) {
-        if !self.grad_enabled() || !inputs.iter().any(|t| t.requires_grad()) {
-            return;
-        }
-        out.set_requires_grad(true);
-        self.0.tape.borrow_mut().push(Node {
-            out: out.id(),
-            inputs: inputs.iter().map(|t| (*t).clone()).collect(),
-            backward: Box::new(backward),
-        });
-    }
-
     /// Differentiates a one-element `loss` with respect to every leaf that requires a gradient.
     pub fn backward(&self, loss: &Tensor) -> Result<Grads> {
         if loss.numel() != 1 {
@@ -93,17 +59,27 @@ impl Engine {
                 "gradient {dout:?} does not match {out:?}"
             )));
         }
-        let tape = std::mem::take(&mut *self.0.tape.borrow_mut());
+        let tape = tape::take(self);
         let _ng = self.no_grad();
+        // How many recorded uses each parameter with a gradient slot has: its last contribution is
+        // summed (or copied) straight into the slot, so optimizers read it there without copies.
+        let mut uses_left: HashMap<TensorId, usize> = HashMap::new();
+        for node in &tape {
+            for input in node.inputs.iter().filter(|t| has_slot(t)) {
+                *uses_left.entry(input.id()).or_default() += 1;
+            }
+        }
         let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
         grads.insert(out.id(), dout);
-        let mut produced: std::collections::HashSet<TensorId> = Default::default();
+        // Contributions summed so far for slotted parameters that still have uses to come.
+        let mut partial: HashMap<TensorId, Tensor> = HashMap::new();
+        let mut produced: HashSet<TensorId> = HashSet::new();
         for node in tape.into_iter().rev() {
             produced.insert(node.out);
-            let Some(g) = grads.remove(&node.out) else {
-                continue;
+            let input_grads = match grads.remove(&node.out) {
+                Some(g) => (node.backward)(&g)?,
+                None => vec![None; node.inputs.len()],
             };
-            let input_grads = (node.backward)(&g)?;
             if input_grads.len() != node.inputs.len() {
                 return Err(Error::Invalid(format!(
                     "a backward function returned {} gradients for {} inputs",
@@ -112,20 +88,56 @@ impl Engine {
                 )));
             }
             for (input, ig) in node.inputs.iter().zip(input_grads) {
-                let Some(ig) = ig else { continue };
-                if !input.requires_grad() {
+                let ig = ig.filter(|_| input.requires_grad());
+                if let Some(ig) = &ig {
+                    if ig.shape() != input.shape() {
+                        return Err(Error::Shape(format!(
+                            "gradient {ig:?} does not match its input {input:?}"
+                        )));
+                    }
+                }
+                let id = input.id();
+                if !has_slot(input) {
+                    if let Some(ig) = ig {
+                        let sum = match grads.remove(&id) {
+                            Some(prev) => ops::add(&prev, &ig)?,
+                            None => ig,
+                        };
+                        grads.insert(id, sum);
+                    }
                     continue;
                 }
-                if ig.shape() != input.shape() {
-                    return Err(Error::Shape(format!(
-                        "gradient {ig:?} does not match its input {input:?}"
-                    )));
-                }
-                let sum = match grads.remove(&input.id()) {
-                    Some(prev) => ops::add(&prev, &ig)?,
-                    None => ig,
+                let left = uses_left.get_mut(&id).expect("slotted inputs are counted");
+                *left -= 1;
+                let sum = match (partial.remove(&id), ig) {
+                    (prev, None) => prev,
+                    (None, Some(ig)) if *left == 0 => {
+                        let slot = input.grad_slot().expect("has_slot");
+                        copy_into(slot, &ig)?;
+                        grads.insert(id, slot.clone());
+                        None
+                    }
+                    (Some(prev), Some(ig)) if *left == 0 => {
+                        let slot = input.grad_slot().expect("has_slot");
+                        add_into(slot, &prev, &ig)?;
+                        grads.insert(id, slot.clone());
+                        None
+                    }
+                    (None, Some(ig)) => Some(ig),
+                    (Some(prev), Some(ig)) => Some(ops::add(&prev, &ig)?),
                 };
-                grads.insert(input.id(), sum);
+                match sum {
+                    // The last use gave nothing more: what was summed goes into the slot.
+                    Some(sum) if *left == 0 => {
+                        let slot = input.grad_slot().expect("has_slot");
+                        copy_into(slot, &sum)?;
+                        grads.insert(id, slot.clone());
+                    }
+                    Some(sum) => {
+                        partial.insert(id, sum);
+                    }
+                    None => {}
+                }
             }
         }
         // What is left belongs to leaves (tensors no recorded op produced).

@@ -45,9 +45,11 @@ pub fn adapter_filter(cli: Option<&str>) -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
-fn instance() -> wgpu::Instance {
+/// An instance of only `backends`: creating one with GL in it already probes EGL, which on a
+/// headless machine prints `XDG_RUNTIME_DIR` errors to the terminal.
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
     let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-    desc.backends = wgpu::Backends::all();
+    desc.backends = backends;
     // Compute only: no presentation, no validation layers.
     desc.flags = wgpu::InstanceFlags::empty();
     wgpu::Instance::new(desc)
@@ -84,7 +86,7 @@ fn summary(info: &wgpu::AdapterInfo) -> AdapterSummary {
 }
 
 fn adapters_of(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
-    let mut adapters = pollster::block_on(instance().enumerate_adapters(backends));
+    let mut adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
     adapters.retain(|a| {
         a.get_downlevel_capabilities()
             .flags
@@ -97,14 +99,17 @@ fn adapters_of(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
     adapters
 }
 
-/// Vulkan, Metal and DX12 adapters; GL ones only where none of those exists (GL's EGL probing is
-/// slow and noisy, and its compute support is the weakest).
-fn all_adapters() -> Vec<wgpu::Adapter> {
+/// Vulkan, Metal and DX12 adapters; GL ones only where none of those exists or none matches
+/// `filter` (GL's EGL probing is slow and noisy, and its compute support is the weakest).
+fn candidates(filter: Option<&str>) -> Vec<wgpu::Adapter> {
     let primary = adapters_of(wgpu::Backends::PRIMARY);
-    if primary.is_empty() {
-        adapters_of(wgpu::Backends::all())
-    } else {
+    let matches = |a: &wgpu::Adapter| {
+        filter.is_none_or(|f| a.get_info().name.to_lowercase().contains(&f.to_lowercase()))
+    };
+    if primary.iter().any(matches) {
         primary
+    } else {
+        adapters_of(wgpu::Backends::all())
     }
 }
 
@@ -137,9 +142,11 @@ fn pick(adapters: Vec<wgpu::Adapter>, filter: Option<&str>) -> Result<(usize, wg
     }
 }
 
-/// Every adapter with compute support, best first, and the index of the one `filter` would choose.
+/// The adapters byol chooses among, best first, and the index of the one `filter` would choose:
+/// every Vulkan, Metal and DX12 adapter with compute support, and GL ones where those give none
+/// (or none that `filter` names).
 pub fn list_adapters(filter: Option<&str>) -> (Vec<AdapterSummary>, Option<usize>) {
-    let adapters = adapters_of(wgpu::Backends::all());
+    let adapters = candidates(filter);
     let list: Vec<AdapterSummary> = adapters.iter().map(|a| summary(&a.get_info())).collect();
     let chosen = pick(adapters, filter).ok().map(|(i, _)| i);
     (list, chosen)
@@ -147,12 +154,7 @@ pub fn list_adapters(filter: Option<&str>) -> (Vec<AdapterSummary>, Option<usize
 
 /// Opens the best adapter (or the one whose name contains `filter`) with its own limits.
 pub fn open(filter: Option<&str>) -> Result<Gpu> {
-    let candidates = if filter.is_some() {
-        adapters_of(wgpu::Backends::all())
-    } else {
-        all_adapters()
-    };
-    let (_, adapter) = pick(candidates, filter)?;
+    let (_, adapter) = pick(candidates(filter), filter)?;
     let info = adapter.get_info();
     let limits = adapter.limits();
     let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;

@@ -37,9 +37,3 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-/// Shorthand for returning a shape error with a formatted message.
-#[macro_export]
-macro_rules! shape_err {
-    ($($arg:tt)*) => { Err($crate::Error::Shape(format!($($arg)*))) };
-}

@@ -199,7 +199,7 @@ pub fn linear_probe(
     params.set_requires_grad(true);
     let (w, b) = (params.tensors()[0].clone(), params.tensors()[1].clone());
     // Weight decay on the bias too is negligible here and keeps one optimizer.
-    let mut opt = ops::Sgd::new(&params, 0.9, cfg.l2)?;
+    let mut opt = crate::optim::Optimizer::sgd(&params, 0.9, cfg.l2)?;
     let mut last = f64::INFINITY;
     let mut result = ProbeResult::default();
     for it in 0..cfg.max_iters {

@@ -3,7 +3,8 @@
 //!
 //! The pieces, bottom up: [`device`] opens an adapter, [`pool`] recycles buffers, [`kernels`]
 //! compiles and caches WGSL pipelines, [`engine`] records dispatches into few command buffers,
-//! [`tensor`] holds GPU data, [`autograd`] keeps the tape and [`ops`] are the differentiable kernels.
+//! [`tensor`] holds GPU data, [`tape`] records what ops did, [`ops`] are the differentiable kernels,
+//! [`autograd`] walks the tape backward and [`optim`] updates parameters.
 
 pub mod autograd;
 pub mod cli;
@@ -15,11 +16,13 @@ pub mod eval;
 pub mod kernels;
 pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod params;
 pub mod pool;
 pub mod rng;
 pub mod ssl;
 pub mod study;
+pub mod tape;
 pub mod tensor;
 pub mod train;
 

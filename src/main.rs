@@ -1,7 +1,8 @@
 //! The `byol` command-line tool.
 
 use byol::device;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -38,14 +39,20 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let result = match cli.command {
         Command::Adapters => adapters(cli.adapter.as_deref()),
         Command::Info => info(cli.adapter.as_deref()),
         Command::Train(args) => {
-            let epochs_given =
-                std::env::args().any(|a| a == "--epochs" || a.starts_with("--epochs="));
-            byol::cli::train::run(&args, cli.adapter.as_deref(), epochs_given)
+            let given = matches
+                .subcommand_matches("train")
+                .map(given_flags)
+                .unwrap_or_default();
+            byol::cli::train::run(&args, cli.adapter.as_deref(), &given)
         }
         Command::Eval(args) => byol::cli::train::eval(&args, cli.adapter.as_deref()),
         Command::Study(args) => byol::cli::study::run(&args, cli.adapter.as_deref()),
@@ -58,6 +65,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The flags (by field name) that the command line itself set, not their defaults.
+fn given_flags(m: &clap::ArgMatches) -> Vec<String> {
+    m.ids()
+        .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.to_string())
+        .collect()
 }
 
 fn adapters(filter: Option<&str>) -> byol::Result<()> {

@@ -4,6 +4,10 @@
 //! the adapter's storage offset alignment, so ops bind it like any other tensor (from its element
 //! 0). Whole-network updates (EMA, SGD, LARS in `ops::optim`) then run one dispatch over the arena
 //! instead of one per parameter. The gaps between parameters are zero and belong to no parameter.
+//!
+//! A trainable arena has a second buffer of the same layout, its gradient arena: backward writes
+//! each parameter's gradient straight into its range there (`Tensor::grad_slot`), so optimizers
+//! read all gradients in place, with no copies.
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -13,6 +17,8 @@ use crate::tensor::{numel, DType, Tensor};
 #[derive(Clone)]
 pub struct ParamSet {
     flat: Tensor,
+    /// Gradients, laid out like `flat` (trainable arenas only).
+    grad: Option<Tensor>,
     names: Vec<String>,
     tensors: Vec<Tensor>,
     offsets: Vec<usize>,
@@ -81,17 +87,27 @@ impl ParamSet {
         offsets: Vec<usize>,
         requires_grad: bool,
     ) -> Result<ParamSet> {
+        // Zeros, so the gaps (and a parameter that never got a gradient) hold no garbage.
+        let grad = if requires_grad {
+            Some(Tensor::zeros(flat.engine(), flat.shape())?)
+        } else {
+            None
+        };
         let tensors = shapes
             .iter()
             .zip(&offsets)
             .map(|(shape, &off)| {
                 let t = flat.sub_tensor(off, shape)?;
                 t.set_requires_grad(requires_grad);
+                if let Some(g) = &grad {
+                    t.set_grad_slot(g.sub_tensor(off, shape)?)?;
+                }
                 Ok(t)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(ParamSet {
             flat,
+            grad,
             names,
             tensors,
             offsets,
@@ -155,6 +171,12 @@ impl ParamSet {
     /// The whole arena as a 1-D tensor (parameters and the zero gaps between them).
     pub fn flat(&self) -> &Tensor {
         &self.flat
+    }
+
+    /// The gradient arena (same layout as `flat()`), where backward leaves every parameter's
+    /// gradient; `None` for an arena made without gradients.
+    pub fn grad_flat(&self) -> Option<&Tensor> {
+        self.grad.as_ref()
     }
 
     /// The parameter tensors, in the order they were given.

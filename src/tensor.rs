@@ -7,7 +7,7 @@
 
 use crate::engine::{BufSlice, Engine};
 use crate::error::{Error, Result};
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
 
 pub type TensorId = u64;
@@ -40,6 +40,8 @@ pub(crate) struct TensorData {
     /// Where this tensor starts inside its storage, in elements.
     offset: usize,
     requires_grad: Cell<bool>,
+    /// For a parameter: its range of the gradient arena, where backward leaves its gradient.
+    grad_slot: OnceCell<Tensor>,
     engine: Engine,
 }
 
@@ -81,6 +83,7 @@ impl Tensor {
             }),
             offset: 0,
             requires_grad: Cell::new(false),
+            grad_slot: OnceCell::new(),
             engine: engine.clone(),
         }))
     }
@@ -185,6 +188,26 @@ impl Tensor {
         self.0.requires_grad.set(on);
     }
 
+    /// Where backward writes this tensor's gradient (a parameter's range of its arena's gradient
+    /// buffer), if it has such a place.
+    pub fn grad_slot(&self) -> Option<&Tensor> {
+        self.0.grad_slot.get()
+    }
+
+    /// Gives this tensor a fixed place for its gradient (once; same shape, distinct storage).
+    pub(crate) fn set_grad_slot(&self, slot: Tensor) -> Result<()> {
+        if slot.shape() != self.shape() || slot.dtype() != self.dtype() || slot.shares_storage(self)
+        {
+            return Err(Error::Shape(format!(
+                "gradient slot {slot:?} does not fit {self:?}"
+            )));
+        }
+        self.0
+            .grad_slot
+            .set(slot)
+            .map_err(|_| Error::Invalid(format!("{self:?} already has a gradient slot")))
+    }
+
     pub(crate) fn buffer(&self) -> &wgpu::Buffer {
         self.0
             .storage
@@ -220,6 +243,7 @@ impl Tensor {
             storage: self.0.storage.clone(),
             offset: self.0.offset,
             requires_grad: Cell::new(false),
+            grad_slot: OnceCell::new(),
             engine: self.0.engine.clone(),
         })))
     }
@@ -241,6 +265,7 @@ impl Tensor {
             storage: self.0.storage.clone(),
             offset: self.0.offset + start,
             requires_grad: Cell::new(false),
+            grad_slot: OnceCell::new(),
             engine: self.0.engine.clone(),
         })))
     }

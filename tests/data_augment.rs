@@ -3,10 +3,10 @@
 
 mod common;
 use byol::data::augment::{
-    augment_batch, blur_radius, two_views, upload_images, AugmentConfig, CropBox, Jitter, JitterOp,
-    ViewParams,
+    augment_batch, blur_radius, upload_images, AugmentConfig, CropBox, Jitter, JitterOp, ViewParams,
 };
 use byol::data::loader::HostBatch;
+use byol::data::views::two_views;
 use byol::data::ImageSet;
 use byol::rng::Rng;
 use common::assert_close_tol;
@@ -557,7 +557,7 @@ fn two_views_upload_once_and_use_the_drawn_parameters() {
         epoch: 0,
         start: 0,
     };
-    let (a, b) = two_views(&e, &batch, &c1, &c2, s, &mut rng).unwrap();
+    let (a, b) = two_views(&e, &batch, &c1, &c2, s, Some(&mut rng)).unwrap();
     let images = upload_images(&e, &pixels).unwrap();
     for (got, (params, cfg)) in [a, b].iter().zip(view_params.iter().zip([&c1, &c2])) {
         let want = augment_batch(&e, &images, h, w, params, cfg, s).unwrap();
@@ -568,8 +568,14 @@ fn two_views_upload_once_and_use_the_drawn_parameters() {
         view_params: [Vec::new(), Vec::new()],
         ..batch
     };
-    let (a, _) = two_views(&e, &bare, &c1, &c2, s, &mut Rng::new(9)).unwrap();
+    let (a, _) = two_views(&e, &bare, &c1, &c2, s, Some(&mut Rng::new(9))).unwrap();
     assert_eq!(a.shape(), &[2, 3, s, s]);
+    // ... and without an rng either, that is an error naming the missing parameters.
+    let err = two_views(&e, &bare, &c1, &c2, s, None).expect_err("no parameters, no rng");
+    assert!(
+        err.to_string().contains("no augmentation parameters"),
+        "{err}"
+    );
 }
 
 // ---- parameter sampling ------------------------------------------------------------------------

@@ -12,8 +12,12 @@ mod common;
 use byol::ops;
 use byol::rng::Rng;
 use byol::{EngineOptions, Error, ParamSet, Tensor};
+use common::conv_ref::Conv;
+use common::gemm_ref::cpu_gemm;
 use common::l2_ref::{normalize, normalize_backward};
-use common::loss_ref::{byol_backward, byol_forward, ce_backward, ce_forward};
+use common::loss_ref::{
+    byol_backward, byol_forward, ce_backward, ce_forward, info_nce_backward, info_nce_forward,
+};
 use common::{assert_close, rand_vec, to_f32, upload, OpCheck};
 
 /// Past the software limit of 65535 iterations.
@@ -22,20 +26,6 @@ const LONG: usize = 70_000;
 /// Values in [0.1, 1]: sums of them never cancel.
 fn positive_vec(rng: &mut Rng, n: usize) -> Vec<f64> {
     (0..n).map(|_| rng.uniform(0.1, 1.0)).collect()
-}
-
-/// C = A·B in f64 for row-major A [m, k] and B [k, n].
-fn matmul_ref(a: &[f64], b: &[f64], m: usize, k: usize, n: usize) -> Vec<f64> {
-    let mut c = vec![0.0; m * n];
-    for i in 0..m {
-        for kk in 0..k {
-            let av = a[i * k + kk];
-            for j in 0..n {
-                c[i * n + j] += av * b[kk * n + j];
-            }
-        }
-    }
-    c
 }
 
 fn check_matmul(m: usize, k: usize, n: usize, seed: u64) {
@@ -51,7 +41,7 @@ fn check_matmul(m: usize, k: usize, n: usize, seed: u64) {
     assert_close(
         &format!("matmul {m}x{k}x{n}"),
         &c.to_vec().unwrap(),
-        &matmul_ref(&a, &b, m, k, n),
+        &cpu_gemm(&a, &b, m, n, k, false, false),
     );
 }
 
@@ -132,37 +122,6 @@ fn cross_entropy_over_long_rows_matches_reference() {
 
 // ---- InfoNCE against a long MoCo queue ----------------------------------------------------------
 
-/// Row i's logits: [q̂_i·k̂_i, q̂_i·queue_j for every j] / t (the queue holds normalized keys).
-fn info_nce_logits(q: &[f64], k: &[f64], queue: &[f64], d: usize, t: f64) -> Vec<Vec<f64>> {
-    let (qh, _) = normalize(q, d);
-    let (kh, _) = normalize(k, d);
-    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / t;
-    qh.chunks(d)
-        .zip(kh.chunks(d))
-        .map(|(qi, ki)| {
-            let mut row = vec![dot(qi, ki)];
-            row.extend(queue.chunks(d).map(|c| dot(qi, c)));
-            row
-        })
-        .collect()
-}
-
-fn info_nce_backward(q: &[f64], k: &[f64], queue: &[f64], d: usize, t: f64, dy: f64) -> Vec<f64> {
-    let logits = info_nce_logits(q, k, queue, d, t);
-    let g = ce_backward(&logits, &vec![0; logits.len()], dy);
-    let (kh, _) = normalize(k, d);
-    let mut dqh = vec![0.0; q.len()];
-    for (i, gi) in g.iter().enumerate() {
-        let cands = std::iter::once(&kh[i * d..(i + 1) * d]).chain(queue.chunks(d));
-        for (gij, c) in gi.iter().zip(cands) {
-            for (x, cv) in dqh[i * d..(i + 1) * d].iter_mut().zip(c) {
-                *x += gij * cv / t;
-            }
-        }
-    }
-    normalize_backward(q, &dqh, d)
-}
-
 #[test]
 fn info_nce_against_a_long_queue_matches_reference() {
     let e = common::engine();
@@ -180,11 +139,8 @@ fn info_nce_against_a_long_queue_matches_reference() {
         name: "info_nce queue of 70001",
         inputs,
         grad: vec![true],
-        cpu_forward: &|x| {
-            let logits = info_nce_logits(&x[0], &k, &queue, d, t);
-            vec![ce_forward(&logits, &vec![0; n])]
-        },
-        cpu_backward: &|x, dy| vec![info_nce_backward(&x[0], &k, &queue, d, t, dy[0])],
+        cpu_forward: &|x| vec![info_nce_forward(&x[0], &k, Some(&queue), d, t)],
+        cpu_backward: &|x, dy| vec![info_nce_backward(&x[0], &k, Some(&queue), d, t, dy[0])],
         gpu_forward: &|x| ops::info_nce(&x[0], &k_t, t as f32, Some(&queue_t)),
         rel: 1e-4,
     }
@@ -192,35 +148,6 @@ fn info_nce_against_a_long_queue_matches_reference() {
 }
 
 // ---- conv2d ------------------------------------------------------------------------------------
-
-/// y[n, o, p] = sum_{c, i, j} w[o, c, i, j] x[n, c, window(p, i, j)] + bias[o], stride 1, in f64.
-#[allow(clippy::too_many_arguments)]
-fn conv_ref(x: &[f64], w: &[f64], bias: &[f64], [n, c, h, o, k, pad]: [usize; 6]) -> Vec<f64> {
-    let oh = h + 2 * pad - k + 1;
-    let mut y = vec![0.0; n * o * oh * oh];
-    for s in 0..n {
-        for oc in 0..o {
-            for r in 0..oh {
-                for q in 0..oh {
-                    let mut acc = bias[oc];
-                    for ic in 0..c {
-                        for i in 0..k {
-                            for j in 0..k {
-                                let (a, b) = ((r + i).wrapping_sub(pad), (q + j).wrapping_sub(pad));
-                                if a < h && b < h {
-                                    acc += w[((oc * c + ic) * k + i) * k + j]
-                                        * x[((s * c + ic) * h + a) * h + b];
-                                }
-                            }
-                        }
-                    }
-                    y[((s * o + oc) * oh + r) * oh + q] = acc;
-                }
-            }
-        }
-    }
-    y
-}
 
 #[test]
 fn conv2d_with_many_channels_sums_every_channel() {
@@ -241,7 +168,17 @@ fn conv2d_with_many_channels_sums_every_channel() {
         pad,
     )
     .unwrap();
-    let expected = conv_ref(&x, &w, &bias, [n, wide, h, 3, k, pad]);
+    let forward = Conv {
+        n,
+        c: wide,
+        h,
+        w: h,
+        o: 3,
+        k,
+        stride: 1,
+        pad,
+    };
+    let expected = forward.forward(&x, &w, Some(&bias));
     assert_close("conv2d forward", &y.to_vec().unwrap(), &expected);
 
     // The input gradient of a 3 -> 700 channel convolution is the forward of 700 -> 3 channels
@@ -256,49 +193,13 @@ fn conv2d_with_many_channels_sums_every_channel() {
         pad,
     )
     .unwrap();
-    let mut flipped = vec![0.0; wb.len()];
-    for oc in 0..wide {
-        for ic in 0..3 {
-            for i in 0..k {
-                for j in 0..k {
-                    flipped[((ic * wide + oc) * k + (k - 1 - i)) * k + (k - 1 - j)] =
-                        wb[((oc * 3 + ic) * k + i) * k + j];
-                }
-            }
-        }
-    }
-    let expected = conv_ref(&dy, &flipped, &[0.0; 3], [n, wide, h, 3, k, k - 1 - pad]);
+    let backward = Conv {
+        c: 3,
+        o: wide,
+        ..forward
+    };
+    let (expected, _, _) = backward.backward(&vec![0.0; n * 3 * h * h], &wb, &dy);
     assert_close("conv2d input gradient", &dx.to_vec().unwrap(), &expected);
-}
-
-/// dw[o=0, c=0, i, j] = sum over input pixels (a, b) of x[a, b] * dy[a + pad - i, b + pad - j]
-/// (stride 1, one channel in and out, one sample).
-fn conv_weight_grad_ref(
-    x: &[f64],
-    h: usize,
-    dy: &[f64],
-    oh: usize,
-    k: usize,
-    pad: usize,
-) -> Vec<f64> {
-    let mut dw = vec![0.0; k * k];
-    for i in 0..k {
-        for j in 0..k {
-            let mut acc = 0.0;
-            for a in 0..h {
-                let Some(r) = (a + pad).checked_sub(i).filter(|&r| r < oh) else {
-                    continue;
-                };
-                for b in 0..h {
-                    if let Some(s) = (b + pad).checked_sub(j).filter(|&s| s < oh) {
-                        acc += x[a * h + b] * dy[r * oh + s];
-                    }
-                }
-            }
-            dw[i * k + j] = acc;
-        }
-    }
-    dw
 }
 
 #[test]
@@ -327,7 +228,18 @@ fn conv2d_weight_gradient_over_many_pixels_sums_every_pixel() {
     assert_close(
         "conv2d weight gradient",
         &dw.to_vec().unwrap(),
-        &conv_weight_grad_ref(&x, h, &dy, oh, k, pad),
+        &Conv {
+            n: 1,
+            c: 1,
+            h,
+            w: h,
+            o: 1,
+            k,
+            stride: 1,
+            pad,
+        }
+        .backward(&x, &vec![0.0; k * k], &dy)
+        .1,
     );
 }
 
@@ -365,7 +277,7 @@ fn lars_trust_ratio_covers_every_chunk_of_a_huge_parameter() {
         .backward_from(&out, Tensor::from_slice(&e, &g, &[numel]).unwrap())
         .unwrap();
     drop(g);
-    let mut lars = ops::Lars::new(&set, 0.9, 0.0)
+    let mut lars = byol::optim::Optimizer::lars(&set, 0.9, 0.0)
         .unwrap()
         .with_eta(eta as f32)
         .unwrap();

@@ -3,7 +3,9 @@
 //! run resumes by skipping what is done.
 
 mod common;
+use byol::nn::{EncoderNorm, NormKind};
 use byol::study::{run_study, Preset, StudyOptions};
+use byol::train::config::OptimizerKind;
 use std::time::Instant;
 
 #[test]
@@ -97,16 +99,19 @@ fn variant_groups_and_config_overrides() {
     let base = Preset::Quick.base_config();
     for v in select(Some(&["appendix".to_string()])).unwrap() {
         let c = v.config(&base, Preset::Quick);
-        assert_ne!(c.encoder_norm, "batch", "{}", v.slug);
+        assert_ne!(c.encoder_norm, EncoderNorm::Batch, "{}", v.slug);
         assert!(
-            c.proj_norm != "batch" && c.pred_norm != "batch",
+            c.proj_norm != NormKind::Batch && c.pred_norm != NormKind::Batch,
             "{}",
             v.slug
         );
         c.validate().unwrap();
     }
     let lars = &select(Some(&["no-bn-lars".to_string()])).unwrap()[0];
-    assert_eq!(lars.config(&base, Preset::Quick).optimizer, "lars");
+    assert_eq!(
+        lars.config(&base, Preset::Quick).optimizer,
+        OptimizerKind::Lars
+    );
     for v in select(Some(&["beyond".to_string()])).unwrap() {
         v.config(&base, Preset::Quick).validate().unwrap();
     }
@@ -117,8 +122,8 @@ fn variant_groups_and_config_overrides() {
     };
     let c = set(&["image_size=16", "lr=0.4", "optimizer=lars", "cosine=false"]).unwrap();
     assert_eq!(
-        (c.image_size, c.lr, c.optimizer.as_str(), c.cosine),
-        (16, 0.4, "lars", false)
+        (c.image_size, c.lr, c.optimizer, c.cosine),
+        (16, 0.4, OptimizerKind::Lars, false)
     );
     assert_eq!(set(&["width-mult=0.125"]).unwrap().width_mult, 0.125);
     for bad in [

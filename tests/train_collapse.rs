@@ -3,9 +3,10 @@
 //! with batch norm the positives pull away from the negatives.
 
 mod common;
+use byol::nn::NormKind;
 use byol::train::{train, TrainConfig};
 
-fn run(norm: &str) -> byol::train::EpochMetrics {
+fn run(norm: NormKind) -> byol::train::EpochMetrics {
     let dir = std::env::temp_dir().join(format!("byol-collapse-{norm}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let cfg = TrainConfig {
@@ -15,8 +16,8 @@ fn run(norm: &str) -> byol::train::EpochMetrics {
         proj_hidden: 64,
         proj_out: 32,
         pred_hidden: 64,
-        proj_norm: norm.into(),
-        pred_norm: norm.into(),
+        proj_norm: norm,
+        pred_norm: norm,
         batch_size: 32,
         epochs: 3,
         max_steps_per_epoch: 8,
@@ -32,8 +33,8 @@ fn run(norm: &str) -> byol::train::EpochMetrics {
 
 #[test]
 fn no_norm_collapses_and_batch_norm_does_not() {
-    let none = run("none");
-    let batch = run("batch");
+    let none = run(NormKind::None);
+    let batch = run(NormKind::Batch);
     let gap = |m: &byol::train::EpochMetrics| m.cos_pos - m.cos_neg;
     // Collapsed: a positive pair is no more alike than two different images.
     assert!(

@@ -3,6 +3,9 @@
 //! writes its config, metrics and checkpoint.
 
 mod common;
+use byol::nn::{EncoderNorm, NormKind};
+use byol::ssl::Method;
+use byol::train::config::{AugmentPreset, OptimizerKind};
 use byol::train::{train, train_until, TrainConfig};
 use std::path::PathBuf;
 
@@ -35,7 +38,7 @@ fn byol_loss_goes_down_and_the_run_directory_is_complete() {
     let dir = run_dir("loss");
     // Identical views make the target easy to predict: the loss must fall quickly.
     let cfg = TrainConfig {
-        augment: "none".into(),
+        augment: AugmentPreset::None,
         epochs: 3,
         lr: 0.4,
         ..tiny()
@@ -66,11 +69,11 @@ fn resumed_run_reproduces_the_uninterrupted_run() {
 #[test]
 fn resumed_contrastive_queue_run_reproduces_the_uninterrupted_run() {
     let cfg = TrainConfig {
-        method: "contrastive".into(),
+        method: Method::Contrastive,
         contrastive_queue: true,
         queue_size: 40, // not a multiple of the 2 x 16 keys pushed per step: the ring wraps
-        proj_norm: "none".into(),
-        pred_norm: "none".into(),
+        proj_norm: NormKind::None,
+        pred_norm: NormKind::None,
         ..tiny()
     };
     assert_resume_reproduces("contrastive-queue", &cfg);
@@ -102,11 +105,11 @@ fn bad_configurations_are_errors() {
     let dir = run_dir("bad");
     for cfg in [
         TrainConfig {
-            method: "nope".into(),
+            proj_hidden: 0,
             ..tiny()
         },
         TrainConfig {
-            proj_norm: "weird".into(),
+            warmup_epochs: f64::NAN,
             ..tiny()
         },
         TrainConfig {
@@ -143,17 +146,17 @@ fn bad_configurations_are_errors() {
 fn every_method_and_optimizer_trains() {
     let e = common::engine();
     for (method, optimizer, enc) in [
-        ("contrastive", "sgd", "batch"),
-        ("moco", "sgd", "batch"),
-        ("simsiam", "sgd", "batch"),
-        ("simclr", "lars", "group-ws"),
-        ("byol", "lars", "none"),
+        (Method::Contrastive, OptimizerKind::Sgd, EncoderNorm::Batch),
+        (Method::Moco, OptimizerKind::Sgd, EncoderNorm::Batch),
+        (Method::SimSiam, OptimizerKind::Sgd, EncoderNorm::Batch),
+        (Method::SimClr, OptimizerKind::Lars, EncoderNorm::GroupWs),
+        (Method::Byol, OptimizerKind::Lars, EncoderNorm::None),
     ] {
         let dir = run_dir(&format!("method-{method}"));
         let cfg = TrainConfig {
-            method: method.into(),
-            optimizer: optimizer.into(),
-            encoder_norm: enc.into(),
+            method,
+            optimizer,
+            encoder_norm: enc,
             queue_size: 37,
             temperature: 0.5,
             epochs: 1,
@@ -185,4 +188,38 @@ fn a_diverging_run_stops_with_an_error_and_writes_no_checkpoint() {
         "a diverged epoch must not be checkpointed"
     );
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `config.json` holds the flags' own words, so files written before the config was typed (every
+/// choice a string) load into the same config, and a word no flag takes is an error naming it.
+#[test]
+fn config_json_uses_the_flags_words_and_old_files_load() {
+    let json = serde_json::to_value(TrainConfig::default()).unwrap();
+    assert_eq!(json["method"], "byol");
+    assert_eq!(json["encoder_norm"], "batch");
+    assert_eq!(json["eval_protocol"], "half-test");
+    let mut old = json.clone();
+    old["encoder_norm"] = "gn-ws".into();
+    old["proj_norm"] = "group".into();
+    old["pred_norm"] = "group:8".into();
+    old["method"] = "simsiam".into();
+    let cfg: TrainConfig = serde_json::from_value(old).unwrap();
+    assert_eq!(cfg.encoder_norm, EncoderNorm::GroupWs);
+    assert_eq!(cfg.proj_norm, NormKind::Group(32));
+    assert_eq!(cfg.pred_norm, NormKind::Group(8));
+    assert_eq!(cfg.method, Method::SimSiam);
+    let back: TrainConfig = serde_json::from_value(serde_json::to_value(&cfg).unwrap()).unwrap();
+    assert_eq!(back, cfg);
+    for (key, word) in [
+        ("method", "nope"),
+        ("proj_norm", "weird"),
+        ("optimizer", "adam"),
+    ] {
+        let mut bad = json.clone();
+        bad[key] = word.into();
+        let err = serde_json::from_value::<TrainConfig>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(word), "{key}={word}: {err}");
+    }
 }

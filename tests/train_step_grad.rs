@@ -1,5 +1,6 @@
 //! A whole training step's parameter gradients against an f64 CPU reference of the same tiny
-//! network. The GPU runs `SslModel::step_loss` on two random views and `Engine::backward`; the
+//! network. The GPU runs the training step's forward and backward (`Trainer::forward` and
+//! `Trainer::backward`, the calls `byol train` makes) on two random views, from a `TrainConfig`; the
 //! test reads every parameter back, re-computes the step's loss in f64 (online encoder, projector
 //! and predictor, the target network with its own batch statistics, the symmetrized loss) and
 //! takes central finite differences of it at sampled coordinates of EVERY trainable tensor.
@@ -13,11 +14,14 @@
 mod common;
 mod norm_ref;
 
-use byol::nn::{EncoderNorm, NormKind, ResNetConfig, Stem};
+use byol::nn::{EncoderNorm, NormKind, Stem};
 use byol::rng::Rng;
-use byol::ssl::{Method, ModelConfig, SslModel};
+use byol::ssl::{Method, ModelConfig};
+use byol::train::{TrainConfig, Trainer};
 use byol::{ParamSet, Tensor};
 use common::conv_ref::Conv;
+use common::loss_ref::{byol_forward, info_nce_forward};
+use common::pool_ref::cpu_max_pool;
 use common::{as_f32_values, rand_vec, to_f32};
 use norm_ref::NormRef;
 use std::collections::HashMap;
@@ -63,28 +67,11 @@ fn add(mut a: Act, b: &Act) -> Act {
 /// k×k max pooling with stride and padding; padding never wins.
 fn max_pool(x: &Act, k: usize, stride: usize, pad: usize) -> Act {
     let [n, c, h, w] = x.shape;
+    let (v, _) = cpu_max_pool(&x.v, x.shape, k, stride, pad);
     let (oh, ow) = (
         (h + 2 * pad - k) / stride + 1,
         (w + 2 * pad - k) / stride + 1,
     );
-    let mut v = Vec::with_capacity(n * c * oh * ow);
-    for plane in x.v.chunks(h * w) {
-        for a in 0..oh {
-            for b in 0..ow {
-                let mut m = f64::NEG_INFINITY;
-                for i in 0..k {
-                    for j in 0..k {
-                        let (ih, iw) = ((a * stride + i) as isize, (b * stride + j) as isize);
-                        let (ih, iw) = (ih - pad as isize, iw - pad as isize);
-                        if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w {
-                            m = m.max(plane[ih as usize * w + iw as usize]);
-                        }
-                    }
-                }
-                v.push(m);
-            }
-        }
-    }
     Act {
         v,
         shape: [n, c, oh, ow],
@@ -103,41 +90,8 @@ fn global_avg_pool(x: &Act) -> Act {
     }
 }
 
-/// Rows of x normalized as x / max(||x||, 1e-12), as `l2_normalize` and the loss kernels do.
-fn normalize_rows(x: &Act) -> Vec<Vec<f64>> {
-    let d = x.shape[1];
-    x.v.chunks(d)
-        .map(|r| {
-            let norm = r.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
-            r.iter().map(|v| v / norm).collect()
-        })
-        .collect()
-}
-
 fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// mean_i (2 - 2 cos(p_i, z_i)).
-fn byol_loss(p: &Act, z: &Act) -> f64 {
-    let (p, z) = (normalize_rows(p), normalize_rows(z));
-    p.iter()
-        .zip(&z)
-        .map(|(a, b)| 2.0 - 2.0 * dot(a, b))
-        .sum::<f64>()
-        / p.len() as f64
-}
-
-/// mean_i of the cross entropy of row i of q̂·k̂ᵀ / t with target i.
-fn info_nce(q: &Act, k: &Act, t: f64) -> f64 {
-    let (q, k) = (normalize_rows(q), normalize_rows(k));
-    let rows = q.iter().enumerate().map(|(i, qi)| {
-        let logits: Vec<f64> = k.iter().map(|kj| dot(qi, kj) / t).collect();
-        let max = logits.iter().fold(f64::NEG_INFINITY, |m, v| m.max(*v));
-        let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
-        lse - logits[i]
-    });
-    rows.sum::<f64>() / q.len() as f64
 }
 
 /// Group count of the encoder's group norm: the largest divisor of `channels` not above 32.
@@ -329,8 +283,10 @@ impl RefModel {
     /// The symmetrized loss of predictions `preds` against target projections `targets`.
     fn loss(&self, preds: &[Act; 2], targets: &[Act; 2]) -> f64 {
         let pair = |p: &Act, k: &Act| match self.cfg.method {
-            Method::Byol => byol_loss(p, k),
-            Method::Contrastive => info_nce(p, k, self.cfg.temperature as f64),
+            Method::Byol => byol_forward(&p.v, &k.v, p.shape[1]),
+            Method::Contrastive => {
+                info_nce_forward(&p.v, &k.v, None, p.shape[1], self.cfg.temperature as f64)
+            }
             m => panic!("the reference covers byol and contrastive, not {m:?}"),
         };
         pair(&preds[0], &targets[1]) + pair(&preds[1], &targets[0])
@@ -352,13 +308,14 @@ fn read(t: &Tensor) -> Vec<f64> {
     t.to_vec().unwrap().iter().map(|&v| v as f64).collect()
 }
 
-fn gpu_step(cfg: &ModelConfig, views: &[Act; 2]) -> GpuStep {
+fn gpu_step(cfg: &TrainConfig, views: &[Act; 2]) -> GpuStep {
     let e = common::engine();
-    let mut model = SslModel::new(&e, cfg.clone()).unwrap();
+    let mut trainer = Trainer::new(&e, cfg, 1).unwrap();
     let upload = |a: &Act| Tensor::from_slice(&e, &to_f32(&a.v), &a.shape).unwrap();
     let (v1, v2) = (upload(&views[0]), upload(&views[1]));
-    let out = model.step_loss(&v1, &v2).unwrap();
-    let grads = e.backward(&out.loss).unwrap();
+    let out = trainer.forward(&v1, &v2).unwrap();
+    let grads = trainer.backward(&out).unwrap();
+    let model = trainer.model();
     let mut step = GpuStep {
         loss: out.loss.item().unwrap() as f64,
         online: Values::new(),
@@ -467,9 +424,10 @@ struct Check {
 /// ones (all coordinates of tensors with at most 4), and the derivative along the GPU gradient's
 /// own direction (a check of every coordinate at once: it is |g| exactly when the gradient is
 /// right).
-fn check_step(cfg: ModelConfig, views: [Act; 2], seed: u64) {
+fn check_step(train_cfg: TrainConfig, views: [Act; 2], seed: u64) {
     let start = Instant::now();
-    let step = gpu_step(&cfg, &views);
+    let step = gpu_step(&train_cfg, &views);
+    let cfg: ModelConfig = train_cfg.model_config().unwrap();
     let gpu_time = start.elapsed();
     for (name, v) in &step.target {
         assert_eq!(v, &step.online[name], "{name}: the target starts as a copy");
@@ -573,22 +531,20 @@ fn check_step(cfg: ModelConfig, views: [Act; 2], seed: u64) {
 /// everywhere (encoder, projector, predictor), batch 4.
 #[test]
 fn byol_step_gradients_match_f64_finite_differences() {
-    let cfg = ModelConfig {
+    let cfg = TrainConfig {
         method: Method::Byol,
-        encoder: ResNetConfig {
-            stem: Stem::Cifar,
-            width_mult: 0.125,
-            norm: EncoderNorm::Batch,
-        },
+        stem: Stem::Cifar,
+        width_mult: 0.125,
+        encoder_norm: EncoderNorm::Batch,
         proj_hidden: 16,
         proj_out: 8,
         pred_hidden: 16,
         proj_norm: NormKind::Batch,
         pred_norm: NormKind::Batch,
-        temperature: 0.2,
-        queue_size: 1,
-        contrastive_queue: false,
+        batch_size: 4,
+        image_size: 8,
         seed: 5,
+        ..TrainConfig::default()
     };
     let views = random_views(&mut Rng::new(91), 4, 8);
     check_step(cfg, views, 92);
@@ -600,22 +556,21 @@ fn byol_step_gradients_match_f64_finite_differences() {
 /// 20, 10, 10, 5, 3, 2: odd sizes, and no group of one element (which would be constant).
 #[test]
 fn contrastive_group_norm_step_gradients_match_f64_finite_differences() {
-    let cfg = ModelConfig {
+    let cfg = TrainConfig {
         method: Method::Contrastive,
-        encoder: ResNetConfig {
-            stem: Stem::ImageNet,
-            width_mult: 0.125,
-            norm: EncoderNorm::GroupWs,
-        },
+        stem: Stem::ImageNet,
+        width_mult: 0.125,
+        encoder_norm: EncoderNorm::GroupWs,
         proj_hidden: 16,
         proj_out: 8,
         pred_hidden: 12,
         proj_norm: NormKind::Layer,
         pred_norm: NormKind::None,
         temperature: 0.3,
-        queue_size: 1,
-        contrastive_queue: false,
+        batch_size: 3,
+        image_size: 40,
         seed: 6,
+        ..TrainConfig::default()
     };
     let views = random_views(&mut Rng::new(93), 3, 40);
     check_step(cfg, views, 94);

@@ -1,8 +1,9 @@
 //! `byol data show`: a PNG grid of images and their two BYOL views, to see what the network sees.
 //! Rows are images; columns are the original, view 1 and view 2 (de-normalized for display).
 
-use crate::data::augment::{two_views, AugmentConfig};
+use crate::data::augment::AugmentConfig;
 use crate::data::loader::HostBatch;
+use crate::data::views::two_views;
 use crate::data::{ImageSet, Split};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -59,7 +60,7 @@ pub fn show_set(
         epoch: 0,
         start: 0,
     };
-    let (v1, v2) = two_views(engine, &batch, &cfgs[0], &cfgs[1], size, &mut rng)?;
+    let (v1, v2) = two_views(engine, &batch, &cfgs[0], &cfgs[1], size, Some(&mut rng))?;
     let views = [
         displayable(&v1.to_vec()?, &cfgs[0], size * size),
         displayable(&v2.to_vec()?, &cfgs[1], size * size),

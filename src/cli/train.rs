@@ -1,105 +1,125 @@
 //! `byol train` and `byol eval`: flags to a [`TrainConfig`], a run directory, and the loop.
 
 use crate::error::{Error, Result};
+use crate::nn::{EncoderNorm, NormKind, Stem};
+use crate::ssl::Method;
+use crate::train::config::{AugmentPreset, EvalProtocol, OptimizerKind};
 use crate::train::{self, TrainConfig};
 use crate::{Engine, EngineOptions};
 use clap::Args;
 use std::path::PathBuf;
 
-/// Flags of `byol train`; every default is `TrainConfig::default()`'s.
+/// The one set of defaults: every flag's default is `TrainConfig::default()`'s.
+fn d() -> TrainConfig {
+    TrainConfig::default()
+}
+
+/// Flags of `byol train`; each maps to the `TrainConfig` (and `config.json`) field of its name.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// synthetic | stl10:DIR | cifar10:DIR | idx:DIR | fashion-mnist:DIR | folder:DIR
-    #[arg(long, default_value = "synthetic")]
+    /// Training images: synthetic[:N[:SIZE[:SEED]]] | stl10:DIR | cifar10:DIR | idx:DIR |
+    /// fashion-mnist:DIR | folder:DIR[:SIZE] (see datasets/README.md).
+    #[arg(long, default_value_t = d().dataset)]
     pub dataset: String,
-    /// Side of the square views fed to the network.
-    #[arg(long, default_value_t = 32)]
+    /// Side of the square views fed to the network, in pixels.
+    #[arg(long, default_value_t = d().image_size)]
     pub image_size: usize,
-    /// byol | contrastive | moco | simsiam | simclr
-    #[arg(long, default_value = "byol")]
-    pub method: String,
-    /// imagenet (7x7/2 + max pool, 96px and up) | cifar (3x3/1, 32px)
-    #[arg(long, default_value = "cifar")]
-    pub stem: String,
-    /// ResNet-18 widths 64-128-256-512 times this.
-    #[arg(long, default_value_t = 0.25)]
+    /// The self-supervised method.
+    #[arg(long, value_enum, default_value_t = d().method)]
+    pub method: Method,
+    /// ResNet-18 stem: imagenet (7x7/2 + max pool, 96px and up) or cifar (3x3/1, 32px).
+    #[arg(long, value_enum, default_value_t = d().stem)]
+    pub stem: Stem,
+    /// ResNet-18 widths 64-128-256-512 times this; the embedding is 512 times it.
+    #[arg(long, default_value_t = d().width_mult)]
     pub width_mult: f64,
-    /// batch | group-ws | none
-    #[arg(long, default_value = "batch")]
-    pub encoder_norm: String,
-    /// Norm in the projection MLP: batch | layer | group | group:G | none
-    #[arg(long, default_value = "batch")]
-    pub proj_norm: String,
-    /// Norm in the prediction MLP: batch | layer | group | group:G | none
-    #[arg(long, default_value = "batch")]
-    pub pred_norm: String,
-    #[arg(long, default_value_t = 512)]
+    /// Normalization inside the encoder.
+    #[arg(long, value_enum, default_value_t = d().encoder_norm)]
+    pub encoder_norm: EncoderNorm,
+    /// Norm after the projection MLP's hidden layer: batch | layer | group | group:G | none.
+    #[arg(long, default_value_t = d().proj_norm)]
+    pub proj_norm: NormKind,
+    /// Norm after the prediction MLP's hidden layer: batch | layer | group | group:G | none.
+    #[arg(long, default_value_t = d().pred_norm)]
+    pub pred_norm: NormKind,
+    /// Hidden width of the projection MLP.
+    #[arg(long, default_value_t = d().proj_hidden)]
     pub proj_hidden: usize,
-    #[arg(long, default_value_t = 128)]
+    /// Output width of the projection (and prediction) MLP.
+    #[arg(long, default_value_t = d().proj_out)]
     pub proj_out: usize,
-    #[arg(long, default_value_t = 512)]
+    /// Hidden width of the prediction MLP.
+    #[arg(long, default_value_t = d().pred_hidden)]
     pub pred_hidden: usize,
-    #[arg(long, default_value_t = 128)]
+    /// Images per step (each gives two views).
+    #[arg(long, default_value_t = d().batch_size)]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 5)]
+    /// Epochs to train (with --resume: raises the run's total).
+    #[arg(long, default_value_t = d().epochs)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 0)]
+    /// Seed of initialization, data order and augmentations.
+    #[arg(long, default_value_t = d().seed)]
     pub seed: u64,
-    /// sgd | lars
-    #[arg(long, default_value = "sgd")]
-    pub optimizer: String,
+    /// Update rule of the trainable parameters.
+    #[arg(long, value_enum, default_value_t = d().optimizer)]
+    pub optimizer: OptimizerKind,
     /// Base learning rate (scaled by batch/256 unless --no-lr-scale).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = d().lr)]
     pub lr: f64,
+    /// Use --lr as given instead of scaling it by batch/256.
     #[arg(long)]
     pub no_lr_scale: bool,
-    #[arg(long, default_value_t = 0.9)]
+    /// SGD/LARS momentum.
+    #[arg(long, default_value_t = d().momentum)]
     pub momentum: f32,
-    #[arg(long, default_value_t = 1e-4)]
+    /// Weight decay (L2 added to the gradient, as PyTorch's SGD).
+    #[arg(long, default_value_t = d().weight_decay)]
     pub weight_decay: f32,
-    #[arg(long, default_value_t = 0.0)]
+    /// Epochs of linear learning-rate warmup before the cosine decay.
+    #[arg(long, default_value_t = d().warmup_epochs)]
     pub warmup_epochs: f64,
     /// Keep the learning rate constant after warmup (no cosine decay).
     #[arg(long)]
     pub no_cosine: bool,
-    /// EMA base decay of the target network (default 0.999 for moco, as MoCo v2; 0.99 otherwise).
+    /// EMA base decay of the target network [default: 0.999 for moco, as MoCo v2; 0.99 otherwise].
     #[arg(long)]
     pub tau: Option<f64>,
     /// Keep tau constant instead of BYOL's schedule rising to 1.
     #[arg(long)]
     pub no_tau_schedule: bool,
-    /// InfoNCE / NT-Xent temperature (default 0.5 for simclr, as SimCLR; 0.2 otherwise).
+    /// InfoNCE / NT-Xent temperature [default: 0.5 for simclr, as SimCLR; 0.2 otherwise].
     #[arg(long)]
     pub temperature: Option<f32>,
     /// Queue length of MoCo (and of `contrastive` with --contrastive-queue).
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = d().queue_size)]
     pub queue_size: usize,
     /// `contrastive` takes its negatives from a MoCo-style queue of past targets (the seed's
     /// setup) instead of the other images of the batch.
     #[arg(long)]
     pub contrastive_queue: bool,
-    /// byol | seed | none
-    #[arg(long, default_value = "byol")]
-    pub augment: String,
-    /// Linear evaluation every N epochs (0: never).
-    #[arg(long, default_value_t = 1)]
+    /// The pair of augmentations that makes the two views.
+    #[arg(long, value_enum, default_value_t = d().augment)]
+    pub augment: AugmentPreset,
+    /// Linear evaluation every N epochs and at the end (0: never).
+    #[arg(long, default_value_t = d().eval_every)]
     pub eval_every: usize,
     /// At most this many labeled images for linear evaluation (0: all).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = d().eval_images)]
     pub eval_images: usize,
-    /// half-test (the seed's) | train-test
-    #[arg(long, default_value = "half-test")]
-    pub eval_protocol: String,
+    /// Which labeled images the linear probe fits and scores.
+    #[arg(long, value_enum, default_value_t = d().eval_protocol)]
+    pub eval_protocol: EvalProtocol,
     /// Cap on steps per epoch (0: the whole dataset).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = d().max_steps_per_epoch)]
     pub max_steps_per_epoch: usize,
-    #[arg(long, default_value_t = 5)]
+    /// Progress line every N steps.
+    #[arg(long, default_value_t = d().log_every)]
     pub log_every: usize,
     /// Run directory (default runs/METHOD-DATASET-TIME).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in this directory from its checkpoint (its config.json gives the flags;
-    /// only --epochs may be raised).
+    /// only --epochs, evaluation and logging flags may be given with it).
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// No progress output.
@@ -107,45 +127,52 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
+/// Flags that may accompany --resume: they do not change what was trained.
+const RESUME_FLAGS: &[&str] = &[
+    "epochs",
+    "eval_every",
+    "eval_images",
+    "eval_protocol",
+    "log_every",
+    "quiet",
+    "resume",
+];
+
 impl TrainArgs {
     pub fn to_config(&self) -> TrainConfig {
         TrainConfig {
             dataset: self.dataset.clone(),
             image_size: self.image_size,
-            method: self.method.clone(),
-            stem: self.stem.clone(),
+            method: self.method,
+            stem: self.stem,
             width_mult: self.width_mult,
-            encoder_norm: self.encoder_norm.clone(),
-            proj_norm: self.proj_norm.clone(),
-            pred_norm: self.pred_norm.clone(),
+            encoder_norm: self.encoder_norm,
+            proj_norm: self.proj_norm,
+            pred_norm: self.pred_norm,
             proj_hidden: self.proj_hidden,
             proj_out: self.proj_out,
             pred_hidden: self.pred_hidden,
             batch_size: self.batch_size,
             epochs: self.epochs,
             seed: self.seed,
-            optimizer: self.optimizer.clone(),
+            optimizer: self.optimizer,
             lr: self.lr,
             lr_scale: !self.no_lr_scale,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
             warmup_epochs: self.warmup_epochs,
             cosine: !self.no_cosine,
-            tau: self
-                .tau
-                .unwrap_or(if self.method == "moco" { 0.999 } else { 0.99 }),
+            tau: self.tau.unwrap_or(self.method.default_tau()),
             tau_schedule: !self.no_tau_schedule,
-            temperature: self.temperature.unwrap_or(if self.method == "simclr" {
-                0.5
-            } else {
-                0.2
-            }),
+            temperature: self
+                .temperature
+                .unwrap_or(self.method.default_temperature()),
             queue_size: self.queue_size,
             contrastive_queue: self.contrastive_queue,
-            augment: self.augment.clone(),
+            augment: self.augment,
             eval_every: self.eval_every,
             eval_images: self.eval_images,
-            eval_protocol: self.eval_protocol.clone(),
+            eval_protocol: self.eval_protocol,
             max_steps_per_epoch: self.max_steps_per_epoch,
             log_every: self.log_every,
         }
@@ -167,7 +194,23 @@ fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
     PathBuf::from("runs").join(format!("{}-{}-{}", cfg.method, data, secs))
 }
 
-pub fn run(args: &TrainArgs, adapter: Option<&str>, epochs_given: bool) -> Result<()> {
+/// Runs `byol train`. `given` names the flags (by field name) the command line set; with
+/// `--resume`, any that would change what is trained is refused rather than silently ignored.
+pub fn run(args: &TrainArgs, adapter: Option<&str>, given: &[String]) -> Result<()> {
+    if args.resume.is_some() {
+        let ignored: Vec<String> = given
+            .iter()
+            .filter(|g| !RESUME_FLAGS.contains(&g.as_str()))
+            .map(|g| format!("--{}", g.replace('_', "-")))
+            .collect();
+        if !ignored.is_empty() {
+            return Err(Error::Invalid(format!(
+                "--resume continues a run with its own config.json; these flags would be ignored: {} \
+                 (only --epochs, --eval-every, --eval-images, --eval-protocol and --log-every may be given)",
+                ignored.join(", ")
+            )));
+        }
+    }
     let engine = Engine::new(EngineOptions {
         adapter: adapter.map(str::to_owned),
         ..Default::default()
@@ -183,8 +226,21 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, epochs_given: bool) -> Resul
                     path.display()
                 ))
             })?;
-            if epochs_given {
+            let given = |f: &str| given.iter().any(|g| g == f);
+            if given("epochs") {
                 cfg.epochs = args.epochs;
+            }
+            if given("eval_every") {
+                cfg.eval_every = args.eval_every;
+            }
+            if given("eval_images") {
+                cfg.eval_images = args.eval_images;
+            }
+            if given("eval_protocol") {
+                cfg.eval_protocol = args.eval_protocol;
+            }
+            if given("log_every") {
+                cfg.log_every = args.log_every;
             }
             (cfg, dir.clone(), true)
         }
@@ -238,9 +294,9 @@ pub struct EvalArgs {
     /// The run directory (holds config.json and checkpoint.bin).
     #[arg(long)]
     pub run: PathBuf,
-    /// half-test (the seed's) | train-test; default: the run's.
-    #[arg(long)]
-    pub eval_protocol: Option<String>,
+    /// Which labeled images the probe fits and scores; default: the run's.
+    #[arg(long, value_enum)]
+    pub eval_protocol: Option<EvalProtocol>,
     /// At most this many labeled images (0: all); default: the run's.
     #[arg(long)]
     pub eval_images: Option<usize>,
@@ -259,8 +315,8 @@ pub fn eval(args: &EvalArgs, adapter: Option<&str>) -> Result<()> {
         .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
     let mut cfg: TrainConfig = serde_json::from_str(&text)
         .map_err(|e| Error::Io(format!("{} is not a byol config: {e}", path.display())))?;
-    if let Some(p) = &args.eval_protocol {
-        cfg.eval_protocol = p.clone();
+    if let Some(p) = args.eval_protocol {
+        cfg.eval_protocol = p;
     }
     if let Some(n) = args.eval_images {
         cfg.eval_images = n;

@@ -227,10 +227,15 @@ impl Loader {
 
     /// Batches per epoch (the last partial one counted unless dropped).
     pub fn batches_per_epoch(&self) -> usize {
-        if self.plan.drop_last {
-            self.plan.len / self.plan.batch_size
+        Loader::batches_in(self.plan.len, self.plan.batch_size, self.plan.drop_last)
+    }
+
+    /// Batches of `batch_size` in an epoch over `len` images.
+    pub fn batches_in(len: usize, batch_size: usize, drop_last: bool) -> usize {
+        if drop_last {
+            len / batch_size.max(1)
         } else {
-            self.plan.len.div_ceil(self.plan.batch_size)
+            len.div_ceil(batch_size.max(1))
         }
     }
 

@@ -17,6 +17,7 @@ pub mod loader;
 pub mod spec;
 pub mod stl10;
 pub mod synthetic;
+pub mod views;
 
 pub use fetch::fetch;
 pub use spec::{open, SPEC_FORMS};

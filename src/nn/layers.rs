@@ -79,7 +79,10 @@ impl Linear {
 }
 
 /// Which normalization a layer uses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Written and read as `batch`, `layer`, `group:G` (`group` alone: 32 groups) or `none`, in
+/// flags and in `config.json`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub enum NormKind {
     Batch,
     Layer,
@@ -103,6 +106,37 @@ impl NormKind {
                 ))),
             },
         }
+    }
+}
+
+impl std::str::FromStr for NormKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<NormKind> {
+        NormKind::parse(s)
+    }
+}
+
+impl TryFrom<String> for NormKind {
+    type Error = Error;
+    fn try_from(s: String) -> Result<NormKind> {
+        NormKind::parse(&s)
+    }
+}
+
+impl std::fmt::Display for NormKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NormKind::Batch => f.write_str("batch"),
+            NormKind::Layer => f.write_str("layer"),
+            NormKind::Group(g) => write!(f, "group:{g}"),
+            NormKind::None => f.write_str("none"),
+        }
+    }
+}
+
+impl From<NormKind> for String {
+    fn from(n: NormKind) -> String {
+        n.to_string()
     }
 }
 

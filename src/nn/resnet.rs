@@ -10,9 +10,15 @@ use crate::ops;
 use crate::params::ParamSet;
 use crate::tensor::Tensor;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum Stem {
+    /// 7x7/2 conv + 3x3/2 max pool, for 96 px and up.
     ImageNet,
+    /// 3x3/1 conv, no pool, for 32 px.
     Cifar,
 }
 
@@ -30,11 +36,37 @@ impl Stem {
 
 /// The encoder's normalization: batch norm, group norm (32 groups, fewer for narrow layers) with
 /// weight-standardized convs, or none.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+#[value(rename_all = "kebab-case")]
 pub enum EncoderNorm {
     Batch,
+    /// GroupNorm with weight-standardized convs.
+    #[serde(alias = "gn-ws")]
+    #[value(alias = "gn-ws")]
     GroupWs,
     None,
+}
+
+impl std::fmt::Display for Stem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stem::ImageNet => "imagenet",
+            Stem::Cifar => "cifar",
+        })
+    }
+}
+
+impl std::fmt::Display for EncoderNorm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EncoderNorm::Batch => "batch",
+            EncoderNorm::GroupWs => "group-ws",
+            EncoderNorm::None => "none",
+        })
+    }
 }
 
 impl EncoderNorm {

@@ -12,6 +12,7 @@ use super::moments::{
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::{DType, Tensor};
 
 /// The running statistics of one batch-norm layer. They are plain tensors (not on the tape) that
@@ -150,7 +151,7 @@ pub fn batch_norm(
     inputs.extend(gamma);
     inputs.extend(beta);
     let (sx, sgamma, sbeta) = (x.clone(), gamma.cloned(), beta.cloned());
-    engine.record(&out, &inputs, move |dy| {
+    tape::record(&out, &inputs, move |dy| {
         let wants_affine = sgamma.iter().chain(&sbeta).any(|t| t.requires_grad());
         // Per channel: sum(dy) is dbeta and sum(dy * xhat) is dgamma.
         let sums = if training || wants_affine {

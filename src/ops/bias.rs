@@ -3,6 +3,7 @@
 use super::reduce::sum_raw;
 use super::{check_f32, chunks};
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::Tensor;
 
 /// y[n, c, ...] = x[n, c, ...] + b[c], for x of shape [N, C] or [N, C, H, W, ...].
@@ -30,7 +31,7 @@ pub fn bias_add(x: &Tensor, b: &Tensor) -> Result<Tensor> {
         engine.dispatch_1d("bias", "bias_add", &[], &params, &bufs, len as u64)?;
     }
     let needs_db = b.requires_grad();
-    engine.record(&out, &[x, b], move |dy| {
+    tape::record(&out, &[x, b], move |dy| {
         let db = if needs_db {
             Some(channel_sum(dy, outer, channels, inner)?)
         } else {

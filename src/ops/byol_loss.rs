@@ -7,6 +7,7 @@ use super::l2_normalize::{col_chunks, for_row_windows, matrix_dims, L2_NORM_EPS}
 use super::reduce::sum_raw;
 use super::{check_f32, check_same_shape};
 use crate::error::Result;
+use crate::tape;
 use crate::tensor::{DType, Tensor};
 
 /// mean_i (2 - 2 cos(p_i, z_i)) over the rows of predictions `p` and targets `z`, both [N, D];
@@ -40,7 +41,7 @@ pub fn byol_loss(p: &Tensor, z: &Tensor) -> Result<Tensor> {
     let loss = sum_raw(&loss_rows, 1, rows, 1, 1.0 / rows as f32)?;
     let (sp, sz) = (p.clone(), z.clone());
     // Only `p` is an input of the node: the tape never routes a gradient into `z`.
-    engine.record(&loss, &[p], move |dy| {
+    tape::record(&loss, &[p], move |dy| {
         let engine = sp.engine();
         let dp = sp.empty_like()?;
         let args = [(&sp, cols), (&sz, cols), (&stats, 3), (dy, 0), (&dp, cols)];

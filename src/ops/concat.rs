@@ -4,6 +4,7 @@
 
 use super::{chunks, window};
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::Tensor;
 
 /// Copies `len` elements of `src` starting at `src_start` into `dst` starting at `dst_start`
@@ -87,7 +88,7 @@ pub fn concat0(ts: &[&Tensor]) -> Result<Tensor> {
             Some((start, t.shape()[0], t.requires_grad()))
         })
         .collect();
-    engine.record(&out, ts, move |dy| {
+    tape::record(&out, ts, move |dy| {
         parts
             .iter()
             .map(|&(start, len, needed)| {
@@ -123,7 +124,7 @@ pub fn narrow0(x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
     }
     let out = narrow_raw(x, start, len)?;
     let (shape, per) = (x.shape().to_vec(), row_len(x));
-    x.engine().record(&out, &[x], move |dy| {
+    tape::record(&out, &[x], move |dy| {
         let dx = Tensor::zeros(dy.engine(), &shape)?;
         copy_elems(dy, 0, &dx, start * per, len * per)?;
         Ok(vec![Some(dx)])

@@ -18,6 +18,7 @@ use super::reduce::sum_raw;
 use super::{check_f32, check_loop_budget, chunks, window, LOOP_BUDGET};
 use crate::engine::{Engine, MatmulVariant};
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::{DType, Tensor};
 
 /// Floats the weight-gradient partial sums may occupy at once (64 MiB).
@@ -184,7 +185,7 @@ pub fn conv2d(
         inputs.push(b);
     }
     let needs_db = bias.is_some_and(Tensor::requires_grad);
-    engine.record(&y, &inputs, move |dy| {
+    tape::record(&y, &inputs, move |dy| {
         let dx = if sx.requires_grad() {
             Some(backward_input(&g, &sw, dy)?)
         } else {

@@ -12,6 +12,7 @@ use super::l2_normalize::{col_chunks, for_row_windows, matrix_dims};
 use super::reduce::sum_raw;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::{DType, Tensor};
 
 /// Errors unless every label is a class index below `classes`.
@@ -50,7 +51,7 @@ pub fn cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     }
     let (loss, stats) = forward_raw(logits, Some(targets), 1.0)?;
     let (sx, st) = (logits.clone(), targets.clone());
-    logits.engine().record(&loss, &[logits], move |dy| {
+    tape::record(&loss, &[logits], move |dy| {
         Ok(vec![Some(backward_raw(&sx, Some(&st), &stats, dy, 1.0)?)])
     });
     Ok(loss)

@@ -3,6 +3,7 @@
 
 use super::{check_f32, check_same_shape, chunks};
 use crate::error::Result;
+use crate::tape;
 use crate::tensor::Tensor;
 
 /// Runs `entry` over the chunks of `out`, binding the same range of each input.
@@ -39,10 +40,27 @@ pub(crate) fn scale_raw(x: &Tensor, s: f32) -> Result<Tensor> {
     Ok(out)
 }
 
+/// out <- a + b into an existing tensor (not recorded): backward sums a parameter's gradient
+/// contributions straight into its gradient slot.
+pub(crate) fn add_into(out: &Tensor, a: &Tensor, b: &Tensor) -> Result<()> {
+    check_f32("add_into", &[out, a, b])?;
+    check_same_shape("add_into", a, b)?;
+    check_same_shape("add_into", out, a)?;
+    launch("add", &[a, b], out, 0)
+}
+
+/// out <- x into an existing tensor (not recorded), as a dispatch (a buffer copy would end the
+/// open compute pass). Multiplying by 1 is exact in f32.
+pub(crate) fn copy_into(out: &Tensor, x: &Tensor) -> Result<()> {
+    check_f32("copy_into", &[out, x])?;
+    check_same_shape("copy_into", out, x)?;
+    launch("scale", &[x], out, 1.0f32.to_bits())
+}
+
 /// a + b (same shape).
 pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let out = binary_raw("add", a, b)?;
-    a.engine().record(&out, &[a, b], |dy| {
+    tape::record(&out, &[a, b], |dy| {
         Ok(vec![Some(dy.clone()), Some(dy.clone())])
     });
     Ok(out)
@@ -51,7 +69,7 @@ pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// a - b (same shape).
 pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let out = binary_raw("sub", a, b)?;
-    a.engine().record(&out, &[a, b], |dy| {
+    tape::record(&out, &[a, b], |dy| {
         Ok(vec![Some(dy.clone()), Some(scale_raw(dy, -1.0)?)])
     });
     Ok(out)
@@ -61,7 +79,7 @@ pub fn sub(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let out = binary_raw("mul", a, b)?;
     let (sa, sb) = (a.clone(), b.clone());
-    a.engine().record(&out, &[a, b], move |dy| {
+    tape::record(&out, &[a, b], move |dy| {
         let da = if sa.requires_grad() {
             Some(binary_raw("mul", dy, &sb)?)
         } else {
@@ -80,8 +98,7 @@ pub fn mul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// s * x.
 pub fn scale(x: &Tensor, s: f32) -> Result<Tensor> {
     let out = scale_raw(x, s)?;
-    x.engine()
-        .record(&out, &[x], move |dy| Ok(vec![Some(scale_raw(dy, s)?)]));
+    tape::record(&out, &[x], move |dy| Ok(vec![Some(scale_raw(dy, s)?)]));
     Ok(out)
 }
 
@@ -91,7 +108,7 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     let out = x.empty_like()?;
     launch("relu", &[x], &out, 0)?;
     let sx = x.clone();
-    x.engine().record(&out, &[x], move |dy| {
+    tape::record(&out, &[x], move |dy| {
         let dx = sx.empty_like()?;
         launch("relu_backward", &[&sx, dy], &dx, 0)?;
         Ok(vec![Some(dx)])

@@ -11,6 +11,7 @@ use super::moments::{
     ChannelMap, GroupView,
 };
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::Tensor;
 
 /// A tensor seen as [samples, channels, inner] with `groups` groups of channels per sample.
@@ -78,7 +79,7 @@ pub(crate) fn grouped_norm(
     inputs.extend(gamma);
     inputs.extend(beta);
     let (sx, sgamma, sbeta) = (x.clone(), gamma.cloned(), beta.cloned());
-    x.engine().record(&out, &inputs, move |dy| {
+    tape::record(&out, &inputs, move |dy| {
         let numel = sx.numel();
         let dx = if sx.requires_grad() {
             let (sum_gd, sum_gd_xhat) =

@@ -17,6 +17,7 @@ use super::matmul::{gemm_into, Gemm};
 use super::reduce::sum_raw;
 use super::{check_f32, check_same_shape};
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::{DType, Tensor};
 
 /// InfoNCE of queries `q` against keys `k` (both [N, D], normalized inside) at `temperature`,
@@ -64,7 +65,7 @@ fn in_batch(q_hat: &Tensor, k_hat: Tensor, scale: f32) -> Result<Tensor> {
     let g = gemm(n, n, d, false, true);
     gemm_into(engine, g, q_hat, &k_hat, &logits, 1.0, 0.0)?;
     let (loss, stats) = cross_entropy::forward_raw(&logits, None, scale)?;
-    engine.record(&loss, &[q_hat], move |dy| {
+    tape::record(&loss, &[q_hat], move |dy| {
         let dlogits = cross_entropy::backward_raw(&logits, None, &stats, dy, scale)?;
         let engine = dlogits.engine();
         let dq = Tensor::empty(engine, &[n, d], DType::F32)?;
@@ -142,7 +143,7 @@ fn against_queue(q_hat: &Tensor, k_hat: &Tensor, queue: &Tensor, scale: f32) -> 
         let count = (rows * d) as u64;
         engine.dispatch_1d("info_nce", "add_row_scaled", &[], &p, bufs, count)
     })?;
-    engine.record(&loss, &[q_hat], move |dy| {
+    tape::record(&loss, &[q_hat], move |dy| {
         let engine = dq_unit.engine();
         let dq = dq_unit.empty_like()?;
         let args = [(dy, 0), (&dq_unit, d), (&dq, d)];

@@ -11,6 +11,7 @@ use super::reduce::sum_raw;
 use super::{check_f32, chunks, window, LOOP_BUDGET};
 use crate::engine::{BufSlice, Engine};
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::{DType, Tensor};
 
 /// The smallest norm divided by, as in torch.nn.functional.normalize.
@@ -158,7 +159,7 @@ fn params(rows: usize, cols: usize, bases: [u32; 5]) -> [u32; 10] {
 pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
     let (y, sumsq) = normalize_raw(x)?;
     let saved_y = y.clone();
-    x.engine().record(&y, &[x], move |dy| {
+    tape::record(&y, &[x], move |dy| {
         Ok(vec![Some(normalize_backward_raw(&saved_y, &sumsq, dy)?)])
     });
     Ok(y)

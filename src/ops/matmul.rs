@@ -9,6 +9,7 @@
 use super::{check_f32, chunks, window, LOOP_BUDGET};
 use crate::engine::{Engine, MatmulVariant};
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::{DType, Tensor};
 
 /// Longest range of K one launch sums: each invocation loops over it (once per k in the scalar
@@ -227,7 +228,7 @@ pub fn gemm(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tens
     };
     gemm_into(engine, g, a, b, &out, 1.0, 0.0)?;
     let (sa, sb) = (a.clone(), b.clone());
-    engine.record(&out, &[a, b], move |dc| {
+    tape::record(&out, &[a, b], move |dc| {
         // C = op(A)·op(B): each case's gradients are again products of dC with A or B.
         let da = if sa.requires_grad() {
             Some(match (trans_a, trans_b) {

@@ -16,7 +16,6 @@ pub mod layer_norm;
 pub mod matmul;
 mod moments;
 pub mod nt_xent;
-pub mod optim;
 pub mod pooling;
 pub mod reduce;
 pub mod weight_std;
@@ -36,13 +35,13 @@ pub use layer_norm::layer_norm;
 pub use matmul::{matmul, matmul_nt, matmul_tn};
 pub use moments::NORM_EPS;
 pub use nt_xent::nt_xent;
-pub use optim::{ema_update, ema_update_tensors, Lars, Sgd};
 pub use pooling::{global_avg_pool, max_pool2d};
 pub use reduce::{mean, mean_axis, sum, sum_axis};
 pub use weight_std::weight_std;
 
 use crate::engine::{BufSlice, Engine};
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::{DType, Tensor};
 
 /// Loop iterations after which software Vulkan (llvmpipe) silently ends every loop of a shader
@@ -78,8 +77,7 @@ pub(crate) fn check_loop_budget(
 pub fn reshape(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
     let out = x.view(shape)?;
     let in_shape = x.shape().to_vec();
-    x.engine()
-        .record(&out, &[x], move |dy| Ok(vec![Some(dy.view(&in_shape)?)]));
+    tape::record(&out, &[x], move |dy| Ok(vec![Some(dy.view(&in_shape)?)]));
     Ok(out)
 }
 

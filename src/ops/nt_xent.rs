@@ -12,6 +12,7 @@ use super::l2_normalize::{for_row_windows, l2_normalize, matrix_dims};
 use super::matmul::matmul_nt;
 use super::{check_f32, check_same_shape};
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::Tensor;
 
 /// NT-Xent of two views `z1`, `z2` (both [N, D], normalized inside) at `temperature`: the mean over
@@ -35,7 +36,7 @@ pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f32) -> Result<Tensor> {
     let scale = 1.0 / temperature;
     let (loss, stats) = cross_entropy::forward_raw(&logits, None, scale)?;
     let saved = logits.clone();
-    logits.engine().record(&loss, &[&logits], move |dy| {
+    tape::record(&loss, &[&logits], move |dy| {
         // The masked entries' softmax is 0 and they are never targets, so their gradient is 0.
         let dlogits = cross_entropy::backward_raw(&saved, None, &stats, dy, scale)?;
         Ok(vec![Some(dlogits)])

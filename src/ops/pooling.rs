@@ -5,6 +5,7 @@ use super::conv2d::conv_out_size;
 use super::{check_f32, check_loop_budget, mean_axis, reshape, window};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::{DType, Tensor};
 
 #[derive(Clone, Copy)]
@@ -112,7 +113,7 @@ pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, pad: usize) -> Result<Ten
         )
     })?;
     let in_shape = x.shape().to_vec();
-    engine.record(&y, &[x], move |dy| {
+    tape::record(&y, &[x], move |dy| {
         let engine = dy.engine();
         let dx = Tensor::empty(engine, &in_shape, DType::F32)?;
         g.for_plane_groups(engine, |p0, planes| {

@@ -7,6 +7,7 @@
 use super::{check_f32, window, LOOP_BUDGET};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::tape;
 use crate::tensor::{DType, Tensor};
 
 /// Invocations a reduction launch should have at least, before chunking the axis pays off.
@@ -153,7 +154,7 @@ fn reduce_axis(x: &Tensor, axis: usize, mean: bool) -> Result<Tensor> {
     shape.remove(axis);
     let out = sum_raw(x, outer, len, inner, scale)?.view(&shape)?;
     let in_shape = x.shape().to_vec();
-    x.engine().record(&out, &[x], move |dy| {
+    tape::record(&out, &[x], move |dy| {
         Ok(vec![Some(
             broadcast_raw(dy, outer, len, inner, scale)?.view(&in_shape)?,
         )])

@@ -81,11 +81,8 @@ impl Diagnostics {
         Ok(())
     }
 
-    pub fn steps(&self) -> usize {
-        self.steps
-    }
-
-    /// Reads the sums (one sync) and resets.
+    /// Reads back the three sums, the last batch's two moment vectors and its effective rank
+    /// (eight small downloads, once per epoch: never inside a step) and resets.
     pub fn finish(&mut self) -> Result<DiagnosticValues> {
         let mut out = DiagnosticValues::default();
         if self.steps == 0 {

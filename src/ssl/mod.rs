@@ -9,7 +9,11 @@ pub use model::{ModelConfig, SslModel, StepOutput};
 
 use crate::error::{Error, Result};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
 pub enum Method {
     /// Online f, g, q; EMA target f', g'; loss 2 - 2cos(q(g(f(v1))), g'(f'(v2))), symmetrized.
     Byol,
@@ -47,11 +51,35 @@ impl Method {
         }
     }
 
+    /// MoCo v2's EMA decay is 0.999; BYOL's (and the others') 0.99.
+    pub fn default_tau(self) -> f64 {
+        if self == Method::Moco {
+            0.999
+        } else {
+            0.99
+        }
+    }
+
+    /// SimCLR's temperature is 0.5; the InfoNCE methods' 0.2.
+    pub fn default_temperature(self) -> f32 {
+        if self == Method::SimClr {
+            0.5
+        } else {
+            0.2
+        }
+    }
+
     pub fn has_predictor(self) -> bool {
         !matches!(self, Method::Moco | Method::SimClr)
     }
 
     pub fn has_target(self) -> bool {
         !matches!(self, Method::SimSiam | Method::SimClr)
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }

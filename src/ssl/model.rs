@@ -244,7 +244,7 @@ impl SslModel {
     /// target <- tau * target + (1 - tau) * online, for methods with an EMA target.
     pub fn update_target(&self, tau: f32) -> Result<()> {
         match &self.target {
-            Some(t) => ops::ema_update(&t.params, &self.online.params, tau),
+            Some(t) => crate::optim::ema_update(&t.params, &self.online.params, tau),
             None => Ok(()),
         }
     }

@@ -10,6 +10,8 @@ pub use variants::{select, variants, Group, Variant};
 
 use crate::engine::Engine;
 use crate::error::{Error, Result};
+use crate::nn::{NormKind, Stem};
+use crate::train::config::{AugmentPreset, EvalProtocol, OptimizerKind};
 use crate::train::{self, TrainConfig};
 use serde::Serialize;
 use serde_json::Value;
@@ -62,7 +64,7 @@ impl Preset {
                 epochs: 2,
                 max_steps_per_epoch: 4,
                 eval_images: 160,
-                stem: "cifar".into(),
+                stem: Stem::Cifar,
                 log_every: 1000,
                 ..base
             },
@@ -75,21 +77,21 @@ impl Preset {
                 pred_hidden: 512,
                 batch_size: 128,
                 epochs: 5,
-                stem: "cifar".into(),
+                stem: Stem::Cifar,
                 ..base
             },
             // SEED-PRESET.md, as far as TrainConfig can say it.
             Preset::Seed => TrainConfig {
                 dataset: String::new(), // --dataset stl10:DIR is required
                 image_size: 96,
-                stem: "imagenet".into(),
+                stem: Stem::ImageNet,
                 width_mult: 1.0,
                 proj_hidden: 512,
                 proj_out: 128,
                 pred_hidden: 512,
                 batch_size: 256,
                 epochs: 10,
-                optimizer: "sgd".into(),
+                optimizer: OptimizerKind::Sgd,
                 lr: 0.8,
                 lr_scale: false,
                 cosine: false,
@@ -98,12 +100,12 @@ impl Preset {
                 weight_decay: 1e-4,
                 tau: 0.996,
                 tau_schedule: false,
-                augment: "seed".into(),
+                augment: AugmentPreset::Seed,
                 temperature: 0.2,
                 // The contrastive row's negatives: a queue of 65,536 past targets.
                 contrastive_queue: true,
                 queue_size: 65536,
-                eval_protocol: "half-test".into(),
+                eval_protocol: EvalProtocol::HalfTest,
                 eval_images: 0,
                 ..base
             },
@@ -384,12 +386,12 @@ fn run_random(
 
 fn describe(v: &Variant, cfg: &TrainConfig) -> VariantResult {
     let trained = v.method.is_some();
-    let norm = |n: &str| if trained { n.to_string() } else { "-".into() };
+    let norm = |n: NormKind| if trained { n.to_string() } else { "-".into() };
     VariantResult {
         slug: v.slug.into(),
         name: v.name.into(),
         group: v.group.name().into(),
-        encoder_norm: cfg.encoder_norm.clone(),
+        encoder_norm: cfg.encoder_norm.to_string(),
         proj_norm: norm(v.proj_norm),
         pred_norm: norm(v.pred_norm),
         loss: v.loss_name().into(),

@@ -3,6 +3,9 @@
 
 use super::Preset;
 use crate::error::{Error, Result};
+use crate::nn::{EncoderNorm, NormKind};
+use crate::ssl::Method;
+use crate::train::config::OptimizerKind;
 use crate::train::TrainConfig;
 
 /// Which family a variant belongs to; also a name for `--variants`.
@@ -33,12 +36,12 @@ pub struct Variant {
     pub name: &'static str,
     pub group: Group,
     /// None: the untrained "Random" baseline.
-    pub method: Option<&'static str>,
-    pub proj_norm: &'static str,
-    pub pred_norm: &'static str,
+    pub method: Option<Method>,
+    pub proj_norm: NormKind,
+    pub pred_norm: NormKind,
     /// Overrides of the base config (None: keep the preset's).
-    pub encoder_norm: Option<&'static str>,
-    pub optimizer: Option<&'static str>,
+    pub encoder_norm: Option<EncoderNorm>,
+    pub optimizer: Option<OptimizerKind>,
     pub weight_decay: Option<f32>,
     /// The seed's linear accuracy (%) after 10 epochs on STL-10, for its own rows.
     pub seed_accuracy: Option<f64>,
@@ -48,8 +51,8 @@ pub struct Variant {
 fn row(
     slug: &'static str,
     name: &'static str,
-    method: Option<&'static str>,
-    norms: (&'static str, &'static str),
+    method: Option<Method>,
+    norms: (NormKind, NormKind),
     seed_accuracy: f64,
 ) -> Variant {
     Variant {
@@ -70,15 +73,15 @@ fn row(
 fn appendix(
     slug: &'static str,
     name: &'static str,
-    encoder_and_mlp_norm: (&'static str, &'static str),
-    optimizer: &'static str,
+    encoder_and_mlp_norm: (EncoderNorm, NormKind),
+    optimizer: OptimizerKind,
     weight_decay: f32,
 ) -> Variant {
     Variant {
         slug,
         name,
         group: Group::Appendix,
-        method: Some("byol"),
+        method: Some(Method::Byol),
         proj_norm: encoder_and_mlp_norm.1,
         pred_norm: encoder_and_mlp_norm.1,
         encoder_norm: Some(encoder_and_mlp_norm.0),
@@ -92,8 +95,8 @@ fn appendix(
 fn beyond(
     slug: &'static str,
     name: &'static str,
-    method: &'static str,
-    norms: (&'static str, &'static str),
+    method: Method,
+    norms: (NormKind, NormKind),
 ) -> Variant {
     Variant {
         slug,
@@ -115,56 +118,101 @@ pub fn variants() -> Vec<Variant> {
         row(
             "contrastive",
             "Contrastive Loss",
-            Some("contrastive"),
-            ("none", "none"),
+            Some(Method::Contrastive),
+            (NormKind::None, NormKind::None),
             44.1,
         ),
-        row("byol", "BYOL", Some("byol"), ("batch", "batch"), 57.7),
+        row(
+            "byol",
+            "BYOL",
+            Some(Method::Byol),
+            (NormKind::Batch, NormKind::Batch),
+            57.7,
+        ),
         row(
             "proj-bn",
             "Projection BN Only",
-            Some("byol"),
-            ("batch", "none"),
+            Some(Method::Byol),
+            (NormKind::Batch, NormKind::None),
             55.3,
         ),
         row(
             "pred-bn",
             "Prediction BN Only",
-            Some("byol"),
-            ("none", "batch"),
+            Some(Method::Byol),
+            (NormKind::None, NormKind::Batch),
             48.0,
         ),
         row(
             "no-norm",
             "No Normalization",
-            Some("byol"),
-            ("none", "none"),
+            Some(Method::Byol),
+            (NormKind::None, NormKind::None),
             28.3,
         ),
         row(
             "layer-norm",
             "Layer Norm",
-            Some("byol"),
-            ("layer", "layer"),
+            Some(Method::Byol),
+            (NormKind::Layer, NormKind::Layer),
             29.4,
         ),
-        row("random", "Random", None, ("batch", "batch"), 28.8),
+        row(
+            "random",
+            "Random",
+            None,
+            (NormKind::Batch, NormKind::Batch),
+            28.8,
+        ),
         // The seed's appendix: "removing all batch normalization completely prevents learning,
         // unless at least one technique is used to prevent mode collapse".
-        appendix("no-bn-sgd", "No BN, SGD", ("none", "none"), "sgd", 0.0),
-        appendix("no-bn-lars", "No BN, LARS", ("none", "none"), "lars", 0.0),
+        appendix(
+            "no-bn-sgd",
+            "No BN, SGD",
+            (EncoderNorm::None, NormKind::None),
+            OptimizerKind::Sgd,
+            0.0,
+        ),
+        appendix(
+            "no-bn-lars",
+            "No BN, LARS",
+            (EncoderNorm::None, NormKind::None),
+            OptimizerKind::Lars,
+            0.0,
+        ),
         // Five times the seed's 1e-4: strong enough to matter within a short run.
-        appendix("no-bn-wd", "No BN, SGD + WD", ("none", "none"), "sgd", 5e-4),
+        appendix(
+            "no-bn-wd",
+            "No BN, SGD + WD",
+            (EncoderNorm::None, NormKind::None),
+            OptimizerKind::Sgd,
+            5e-4,
+        ),
         appendix(
             "gn-ws",
             "GN + WS, No BN",
-            ("group-ws", "group"),
-            "sgd",
+            (EncoderNorm::GroupWs, NormKind::Group(32)),
+            OptimizerKind::Sgd,
             1e-4,
         ),
-        beyond("simsiam", "SimSiam", "simsiam", ("batch", "batch")),
-        beyond("moco", "MoCo v2", "moco", ("none", "none")),
-        beyond("simclr", "SimCLR", "simclr", ("batch", "none")),
+        beyond(
+            "simsiam",
+            "SimSiam",
+            Method::SimSiam,
+            (NormKind::Batch, NormKind::Batch),
+        ),
+        beyond(
+            "moco",
+            "MoCo v2",
+            Method::Moco,
+            (NormKind::None, NormKind::None),
+        ),
+        beyond(
+            "simclr",
+            "SimCLR",
+            Method::SimClr,
+            (NormKind::Batch, NormKind::None),
+        ),
     ]
 }
 
@@ -204,20 +252,20 @@ impl Variant {
     /// The variant's training config, derived from `base`.
     pub fn config(&self, base: &TrainConfig, preset: Preset) -> TrainConfig {
         let mut cfg = base.clone();
-        cfg.method = self.method.unwrap_or("byol").into();
-        cfg.proj_norm = self.proj_norm.into();
-        cfg.pred_norm = self.pred_norm.into();
+        cfg.method = self.method.unwrap_or(Method::Byol);
+        cfg.proj_norm = self.proj_norm;
+        cfg.pred_norm = self.pred_norm;
         if let Some(n) = self.encoder_norm {
-            cfg.encoder_norm = n.into();
+            cfg.encoder_norm = n;
         }
         if let Some(o) = self.optimizer {
-            cfg.optimizer = o.into();
+            cfg.optimizer = o;
         }
         if let Some(wd) = self.weight_decay {
             cfg.weight_decay = wd;
         }
         // The seed trained its contrastive row at lr 0.02 (its BYOL rows at 0.8).
-        if preset == Preset::Seed && self.method == Some("contrastive") {
+        if preset == Preset::Seed && self.method == Some(Method::Contrastive) {
             cfg.lr = 0.02;
         }
         cfg
@@ -225,8 +273,8 @@ impl Variant {
 
     pub fn loss_name(&self) -> &'static str {
         match self.method {
-            Some("contrastive") | Some("moco") => "Cross Entropy",
-            Some("simclr") => "NT-Xent",
+            Some(Method::Contrastive) | Some(Method::Moco) => "Cross Entropy",
+            Some(Method::SimClr) => "NT-Xent",
             Some(_) => "L2",
             None => "-",
         }
@@ -236,8 +284,10 @@ impl Variant {
     pub fn contrastive_kind(&self) -> &'static str {
         match self.method {
             None => "-",
-            Some("contrastive") | Some("moco") | Some("simclr") => "Explicit",
-            Some(_) if self.proj_norm == "batch" || self.pred_norm == "batch" => "Implicit",
+            Some(Method::Contrastive) | Some(Method::Moco) | Some(Method::SimClr) => "Explicit",
+            Some(_) if self.proj_norm == NormKind::Batch || self.pred_norm == NormKind::Batch => {
+                "Implicit"
+            }
             Some(_) => "None",
         }
     }

@@ -1,4 +1,6 @@
-//! Everything that defines a training run; saved as `config.json` in the run directory.
+//! Everything that defines a training run; saved as `config.json` in the run directory. The
+//! `byol train` flags, their defaults (`TrainConfig::default()`) and `config.json` are this one
+//! struct; its choices are typed enums written as the same words the flags take.
 
 use crate::data::augment::AugmentConfig;
 use crate::error::{Error, Result};
@@ -6,23 +8,70 @@ use crate::nn::{EncoderNorm, NormKind, ResNetConfig, Stem};
 use crate::ssl::{Method, ModelConfig};
 use serde::{Deserialize, Serialize};
 
+/// The update rule of the trainable parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// SGD with momentum and weight decay, as PyTorch's.
+    Sgd,
+    /// BYOL's LARS: trust 0.001, biases and norm parameters excluded.
+    Lars,
+}
+
+/// Which labeled images the linear probe fits and scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+#[value(rename_all = "kebab-case")]
+pub enum EvalProtocol {
+    /// Fit on the first half of the test split, score on the second (the seed's protocol).
+    HalfTest,
+    /// Fit on the train split, score on the test split.
+    TrainTest,
+}
+
+/// The pair of augmentations that makes the two views.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+#[value(rename_all = "lowercase")]
+pub enum AugmentPreset {
+    /// BYOL's asymmetric pair of views.
+    Byol,
+    /// The study's (the seed's) symmetric views.
+    Seed,
+    /// No augmentation (both views are the image).
+    None,
+}
+
+macro_rules! display_as_value {
+    ($($t:ty),*) => {$(
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let v = clap::ValueEnum::to_possible_value(self).expect("no skipped variants");
+                f.write_str(v.get_name())
+            }
+        }
+    )*};
+}
+display_as_value!(OptimizerKind, EvalProtocol, AugmentPreset);
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct TrainConfig {
     pub dataset: String,
     pub image_size: usize,
-    pub method: String,
-    pub stem: String,
+    pub method: Method,
+    pub stem: Stem,
     pub width_mult: f64,
-    pub encoder_norm: String,
-    pub proj_norm: String,
-    pub pred_norm: String,
+    pub encoder_norm: EncoderNorm,
+    pub proj_norm: NormKind,
+    pub pred_norm: NormKind,
     pub proj_hidden: usize,
     pub proj_out: usize,
     pub pred_hidden: usize,
     pub batch_size: usize,
     pub epochs: usize,
     pub seed: u64,
-    pub optimizer: String,
+    pub optimizer: OptimizerKind,
     /// Base learning rate; multiplied by batch_size / 256 when `lr_scale` is on (as BYOL).
     pub lr: f64,
     pub lr_scale: bool,
@@ -38,15 +87,12 @@ pub struct TrainConfig {
     /// contrastive row) rather than from the batch.
     #[serde(default)]
     pub contrastive_queue: bool,
-    /// byol (BYOL's two asymmetric views), seed (the study's), or none.
-    pub augment: String,
+    pub augment: AugmentPreset,
     /// Linear evaluation every this many epochs (0: never; the last epoch always when > 0).
     pub eval_every: usize,
     /// At most this many labeled images for linear evaluation (0: all).
     pub eval_images: usize,
-    /// half-test: fit on the first half of the test split, score on the second (the seed's
-    /// protocol); train-test: fit on the train split, score on the test split.
-    pub eval_protocol: String,
+    pub eval_protocol: EvalProtocol,
     /// Cap on steps per epoch (0: the whole dataset), for quick runs.
     pub max_steps_per_epoch: usize,
     /// Progress line every this many steps.
@@ -59,19 +105,19 @@ impl Default for TrainConfig {
         TrainConfig {
             dataset: "synthetic".into(),
             image_size: 32,
-            method: "byol".into(),
-            stem: "cifar".into(),
+            method: Method::Byol,
+            stem: Stem::Cifar,
             width_mult: 0.25,
-            encoder_norm: "batch".into(),
-            proj_norm: "batch".into(),
-            pred_norm: "batch".into(),
+            encoder_norm: EncoderNorm::Batch,
+            proj_norm: NormKind::Batch,
+            pred_norm: NormKind::Batch,
             proj_hidden: 512,
             proj_out: 128,
             pred_hidden: 512,
             batch_size: 128,
             epochs: 5,
             seed: 0,
-            optimizer: "sgd".into(),
+            optimizer: OptimizerKind::Sgd,
             lr: 0.2,
             lr_scale: true,
             momentum: 0.9,
@@ -83,10 +129,10 @@ impl Default for TrainConfig {
             temperature: 0.2,
             queue_size: 4096,
             contrastive_queue: false,
-            augment: "byol".into(),
+            augment: AugmentPreset::Byol,
             eval_every: 1,
             eval_images: 2000,
-            eval_protocol: "half-test".into(),
+            eval_protocol: EvalProtocol::HalfTest,
             max_steps_per_epoch: 0,
             log_every: 5,
         }
@@ -118,16 +164,33 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.tau) {
             return bad(format!("--tau {} must be in [0, 1]", self.tau));
         }
-        if !matches!(self.optimizer.as_str(), "sgd" | "lars") {
+        for (flag, v) in [
+            ("--proj-hidden", self.proj_hidden),
+            ("--proj-out", self.proj_out),
+            ("--pred-hidden", self.pred_hidden),
+        ] {
+            if v == 0 {
+                return bad(format!("{flag} must be at least 1"));
+            }
+        }
+        let uses_queue = self.method == Method::Moco
+            || (self.method == Method::Contrastive && self.contrastive_queue);
+        if uses_queue && self.queue_size == 0 {
+            return bad("--queue-size must be at least 1 for a method with a queue".into());
+        }
+        if !(self.width_mult > 0.0 && self.width_mult.is_finite()) {
+            return bad(format!("--width-mult {} must be positive", self.width_mult));
+        }
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
             return bad(format!(
-                "unknown optimizer {:?}: use sgd or lars",
-                self.optimizer
+                "--temperature {} must be positive",
+                self.temperature
             ));
         }
-        if !matches!(self.eval_protocol.as_str(), "half-test" | "train-test") {
+        if !self.warmup_epochs.is_finite() {
             return bad(format!(
-                "unknown eval protocol {:?}: use half-test or train-test",
-                self.eval_protocol
+                "--warmup-epochs {} must be finite",
+                self.warmup_epochs
             ));
         }
         if self.warmup_epochs < 0.0
@@ -143,17 +206,17 @@ impl TrainConfig {
 
     pub fn model_config(&self) -> Result<ModelConfig> {
         Ok(ModelConfig {
-            method: Method::parse(&self.method)?,
+            method: self.method,
             encoder: ResNetConfig {
-                stem: Stem::parse(&self.stem)?,
+                stem: self.stem,
                 width_mult: self.width_mult,
-                norm: EncoderNorm::parse(&self.encoder_norm)?,
+                norm: self.encoder_norm,
             },
-            proj_hidden: self.proj_hidden.max(1),
-            proj_out: self.proj_out.max(1),
-            pred_hidden: self.pred_hidden.max(1),
-            proj_norm: NormKind::parse(&self.proj_norm)?,
-            pred_norm: NormKind::parse(&self.pred_norm)?,
+            proj_hidden: self.proj_hidden,
+            proj_out: self.proj_out,
+            pred_hidden: self.pred_hidden,
+            proj_norm: self.proj_norm,
+            pred_norm: self.pred_norm,
             temperature: self.temperature,
             queue_size: self.queue_size.max(1),
             contrastive_queue: self.contrastive_queue,
@@ -162,15 +225,10 @@ impl TrainConfig {
     }
 
     pub fn augmentations(&self) -> Result<[AugmentConfig; 2]> {
-        let views = match self.augment.as_str() {
-            "byol" => AugmentConfig::byol(),
-            "seed" => AugmentConfig::seed_preset(),
-            "none" => [AugmentConfig::none(), AugmentConfig::none()],
-            other => {
-                return Err(Error::Invalid(format!(
-                    "unknown augmentation {other:?}: use byol, seed or none"
-                )))
-            }
+        let views = match self.augment {
+            AugmentPreset::Byol => AugmentConfig::byol(),
+            AugmentPreset::Seed => AugmentConfig::seed_preset(),
+            AugmentPreset::None => [AugmentConfig::none(), AugmentConfig::none()],
         };
         for v in &views {
             v.validate()?;

@@ -96,7 +96,7 @@ pub fn evaluate(engine: &Engine, model: &SslModel, cfg: &TrainConfig) -> Result<
     }
     let probe = ProbeConfig::default();
     let batch = cfg.batch_size.max(64);
-    if cfg.eval_protocol == "train-test" {
+    if cfg.eval_protocol == super::config::EvalProtocol::TrainTest {
         let train: Arc<dyn ImageSet> = Arc::from(data::open(&cfg.dataset, Split::Train)?);
         let (fx, fy) = embeddings(engine, model, train, cfg.image_size, batch, cfg.eval_images)?;
         let (tx, ty) = embeddings(engine, model, test, cfg.image_size, batch, cfg.eval_images)?;

@@ -6,18 +6,17 @@ pub mod config;
 pub mod embed;
 pub mod schedule;
 mod state;
+pub mod step;
 
 pub use config::TrainConfig;
+pub use step::{StepResult, Trainer};
 
-use crate::data::augment::two_views;
 use crate::data::loader::{Loader, LoaderOptions, LoaderPosition};
+use crate::data::views::two_views;
 use crate::data::{self, Split};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::ops;
-use crate::rng::Rng;
-use crate::ssl::{DiagnosticValues, Diagnostics, SslModel};
-use schedule::{LrSchedule, TauSchedule};
+use crate::ssl::{DiagnosticValues, SslModel};
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
@@ -46,21 +45,6 @@ pub struct EpochMetrics {
     pub collapsed: bool,
 }
 
-/// The optimizer of each trainable arena.
-enum Optimizer {
-    Sgd(ops::Sgd),
-    Lars(ops::Lars),
-}
-
-impl Optimizer {
-    fn step(&mut self, grads: &crate::Grads, lr: f32) -> Result<()> {
-        match self {
-            Optimizer::Sgd(o) => o.step(grads, lr),
-            Optimizer::Lars(o) => o.step(grads, lr),
-        }
-    }
-}
-
 /// Trains as `cfg` says, writing into `out`. With `resume`, continues from `out`'s checkpoint.
 /// Returns every epoch's metrics (those of this invocation).
 pub fn train(
@@ -87,36 +71,22 @@ pub fn train_until(
         .map_err(|e| Error::Io(format!("creating {}: {e}", out.display())))?;
     let set: Arc<dyn data::ImageSet> = Arc::from(data::open(&cfg.dataset, Split::Pretrain)?);
     let views = cfg.augmentations()?;
-    let mut model = SslModel::new(engine, cfg.model_config()?)?;
-    let mut optimizers: Vec<Optimizer> = model
-        .trainable()
-        .into_iter()
-        .map(|p| -> Result<Optimizer> {
-            Ok(match cfg.optimizer.as_str() {
-                "lars" => Optimizer::Lars(ops::Lars::new(p, cfg.momentum, cfg.weight_decay)?),
-                _ => Optimizer::Sgd(ops::Sgd::new(p, cfg.momentum, cfg.weight_decay)?),
-            })
-        })
-        .collect::<Result<_>>()?;
-
     let ckpt_path = out.join("checkpoint.bin");
-    let mut start_epoch = 0;
-    let mut step = 0;
-    if resume {
-        let restored = state::restore(&ckpt_path, cfg, &mut model, &mut optimizers)?;
-        start_epoch = restored.epoch;
-        step = restored.step;
+    let steps_per_epoch = cfg.steps_per_epoch(Loader::batches_in(set.len(), cfg.batch_size, true));
+    let mut trainer = Trainer::new(engine, cfg, steps_per_epoch)?;
+    let start_epoch = if resume {
+        state::restore(&ckpt_path, cfg, &mut trainer)?
     } else {
-        let json = serde_json::to_string_pretty(cfg).map_err(|e| Error::Io(e.to_string()))?;
-        std::fs::write(out.join("config.json"), json)
-            .map_err(|e| Error::Io(format!("writing config.json: {e}")))?;
         // A fresh run starts a fresh metrics file.
         let _ = std::fs::remove_file(out.join("metrics.jsonl"));
-    }
+        0
+    };
+    // Written (again, on resume) so that it always holds the settings in force, e.g. a raised
+    // --epochs; through a temporary file and a rename, so it is never half-written.
+    write_config(out, cfg)?;
     if start_epoch >= cfg.epochs {
         return Ok(Vec::new());
     }
-
     let loader_opts = LoaderOptions {
         batch_size: cfg.batch_size,
         seed: cfg.seed,
@@ -133,57 +103,27 @@ pub fn train_until(
             index: 0,
         },
     )?;
-    let steps_per_epoch = cfg.steps_per_epoch(loader.batches_per_epoch());
     let total_steps = steps_per_epoch * cfg.epochs;
-    let lr = LrSchedule {
-        base: cfg.scaled_lr(),
-        warmup_steps: (cfg.warmup_epochs * steps_per_epoch as f64).round() as usize,
-        total_steps,
-        cosine: cfg.cosine,
-    };
-    let tau = TauSchedule {
-        base: cfg.tau,
-        total_steps,
-        cosine: cfg.tau_schedule,
-    };
-    let mut rng = Rng::new(cfg.seed ^ 0xA06);
     let mut all = Vec::new();
     let end_epoch = stop_after.map_or(cfg.epochs, |s| s.min(cfg.epochs));
     for epoch in start_epoch..end_epoch {
         let t0 = Instant::now();
-        let mut diag = Diagnostics::default();
         let mut seen = 0usize;
-        let mut last_lr = lr.at(step);
-        let mut last_tau = tau.at(step);
+        let (mut last_lr, mut last_tau) = trainer.schedule_now();
         let mut in_epoch = 0;
         for batch in loader.epoch_batches() {
             if in_epoch >= steps_per_epoch {
                 continue; // drain the rest of a capped epoch
             }
             let batch = batch?;
-            let (v1, v2) = two_views(
-                engine,
-                &batch,
-                &views[0],
-                &views[1],
-                cfg.image_size,
-                &mut rng,
-            )?;
-            let out_step = model.step_loss(&v1, &v2)?;
-            let grads = engine.backward(&out_step.loss)?;
-            last_lr = lr.at(step);
-            for opt in &mut optimizers {
-                opt.step(&grads, last_lr as f32)?;
-            }
-            drop(grads);
-            last_tau = tau.at(step);
-            model.update_target(last_tau as f32)?;
-            diag.add(&out_step.loss, &out_step.online_z, &out_step.target_z)?;
+            let (v1, v2) = two_views(engine, &batch, &views[0], &views[1], cfg.image_size, None)?;
+            let done = trainer.step(&v1, &v2)?;
+            (last_lr, last_tau) = (done.lr, done.tau);
             seen += batch.indices.len();
-            step += 1;
             in_epoch += 1;
+            let step = trainer.step_count();
             if progress && (in_epoch % cfg.log_every.max(1) == 0 || in_epoch == steps_per_epoch) {
-                let loss = out_step.loss.item()? as f64;
+                let loss = done.loss.item()? as f64;
                 check_finite(loss, epoch, step)?;
                 let rate = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
                 let remaining =
@@ -197,13 +137,14 @@ pub fn train_until(
             }
         }
         engine.flush()?;
-        let d: DiagnosticValues = diag.finish()?;
+        let d: DiagnosticValues = trainer.finish_epoch()?;
+        let step = trainer.step_count();
         check_finite(d.loss, epoch, step)?;
         let seconds = t0.elapsed().as_secs_f64();
         let evaluation = if cfg.eval_every > 0
             && ((epoch + 1) % cfg.eval_every == 0 || epoch + 1 == cfg.epochs)
         {
-            Some(embed::evaluate(engine, &model, cfg)?)
+            Some(embed::evaluate(engine, trainer.model(), cfg)?)
         } else {
             None
         };
@@ -246,7 +187,7 @@ pub fn train_until(
             }
         }
         append_metrics(&out.join("metrics.jsonl"), &m)?;
-        state::save(&ckpt_path, cfg, &model, &optimizers, epoch + 1, step)?;
+        state::save(&ckpt_path, cfg, &trainer, epoch + 1)?;
         all.push(m);
     }
     Ok(all)
@@ -262,7 +203,7 @@ pub fn evaluate_run(
 ) -> Result<embed::Evaluation> {
     let mut model = SslModel::new(engine, cfg.model_config()?)?;
     if !random {
-        state::restore(&run.join("checkpoint.bin"), cfg, &mut model, &mut [])?;
+        state::restore_model(&run.join("checkpoint.bin"), cfg, &mut model)?;
     }
     embed::evaluate(engine, &model, cfg)
 }
@@ -276,6 +217,17 @@ fn check_finite(loss: f64, epoch: usize, step: usize) -> Result<()> {
          try a lower --lr or more --warmup-epochs",
         epoch + 1
     )))
+}
+
+fn write_config(out: &Path, cfg: &TrainConfig) -> Result<()> {
+    let json = serde_json::to_string_pretty(cfg).map_err(|e| Error::Io(e.to_string()))?;
+    let (tmp, path) = (out.join("config.json.tmp"), out.join("config.json"));
+    std::fs::write(&tmp, json)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::Io(format!("writing {}: {e}", path.display()))
+        })
 }
 
 fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {

@@ -1,33 +1,15 @@
 //! What a checkpoint holds for a training run, and putting it back.
 
 use super::checkpoint;
-use super::{Optimizer, TrainConfig};
+use super::{TrainConfig, Trainer};
 use crate::error::{Error, Result};
 use crate::ssl::SslModel;
 use serde_json::json;
 use std::path::Path;
 
-pub struct Restored {
-    pub epoch: usize,
-    pub step: usize,
-}
-
-fn momentum(opt: &Optimizer) -> Result<Vec<Option<crate::Tensor>>> {
-    match opt {
-        Optimizer::Sgd(o) => o.momentum_buffers(),
-        Optimizer::Lars(o) => o.momentum_buffers(),
-    }
-}
-
-/// Saves everything needed to continue after `epoch` epochs (`step` steps).
-pub fn save(
-    path: &Path,
-    cfg: &TrainConfig,
-    model: &SslModel,
-    optimizers: &[Optimizer],
-    epoch: usize,
-    step: usize,
-) -> Result<()> {
+/// Saves everything needed to continue the trainer's run after `epoch` epochs.
+pub fn save(path: &Path, cfg: &TrainConfig, trainer: &Trainer, epoch: usize) -> Result<()> {
+    let (model, optimizers, step) = (trainer.model(), trainer.optimizers(), trainer.step_count());
     let mut tensors: Vec<(String, Vec<f32>)> = Vec::new();
     for (i, p) in model.trainable().into_iter().enumerate() {
         tensors.push((format!("trainable{i}"), p.flat().to_vec()?));
@@ -41,7 +23,7 @@ pub fn save(
     }
     let mut present = Vec::new();
     for (j, opt) in optimizers.iter().enumerate() {
-        let bufs = momentum(opt)?;
+        let bufs = opt.momentum_buffers()?;
         present.push(bufs.iter().map(Option::is_some).collect::<Vec<_>>());
         for (k, b) in bufs.iter().enumerate() {
             if let Some(b) = b {
@@ -70,19 +52,33 @@ fn comparable(cfg: &TrainConfig) -> TrainConfig {
         epochs: 0,
         eval_every: 0,
         eval_images: 0,
-        eval_protocol: String::new(),
+        eval_protocol: super::config::EvalProtocol::HalfTest,
         log_every: 0,
         ..cfg.clone()
     }
 }
 
-/// Loads `path` into the model and optimizers; the run's config must match the checkpoint's.
-pub fn restore(
+/// Loads `path` into the trainer (model, optimizers, step); returns the epochs it had done. The
+/// run's config must match the checkpoint's.
+pub fn restore(path: &Path, cfg: &TrainConfig, trainer: &mut Trainer) -> Result<usize> {
+    let (model, optimizers, step) = trainer.state_mut();
+    let (epoch, steps) = restore_into(path, cfg, model, optimizers)?;
+    *step = steps;
+    Ok(epoch)
+}
+
+/// Loads only the networks of `path` (for evaluation).
+pub fn restore_model(path: &Path, cfg: &TrainConfig, model: &mut SslModel) -> Result<()> {
+    restore_into(path, cfg, model, &mut []).map(|_| ())
+}
+
+/// Returns (epoch, step) of the checkpoint.
+fn restore_into(
     path: &Path,
     cfg: &TrainConfig,
     model: &mut SslModel,
-    optimizers: &mut [Optimizer],
-) -> Result<Restored> {
+    optimizers: &mut [crate::optim::Optimizer],
+) -> Result<(usize, usize)> {
     if !path.exists() {
         return Err(Error::Io(format!(
             "--resume: no checkpoint at {}",
@@ -127,10 +123,7 @@ pub fn restore(
             } else {
                 None
             };
-            match opt {
-                Optimizer::Sgd(o) => o.set_momentum_buffer(k, values.as_deref())?,
-                Optimizer::Lars(o) => o.set_momentum_buffer(k, values.as_deref())?,
-            }
+            opt.set_momentum_buffer(k, values.as_deref())?;
         }
     }
     if let Some((q, _)) = model.queue() {
@@ -143,8 +136,5 @@ pub fn restore(
             .map(|v| v as usize)
             .ok_or_else(|| Error::Io(format!("{}: checkpoint lacks {name}", path.display())))
     };
-    Ok(Restored {
-        epoch: field("epoch")?,
-        step: field("step")?,
-    })
+    Ok((field("epoch")?, field("step")?))
 }

@@ -7,8 +7,10 @@
 #![allow(dead_code)]
 
 pub mod conv_ref;
+pub mod gemm_ref;
 pub mod l2_ref;
 pub mod loss_ref;
+pub mod pool_ref;
 
 use byol::rng::Rng;
 use byol::{Engine, EngineOptions, MatmulVariant, Tensor};

@@ -2,7 +2,8 @@
 //! the parameter arena, and the recording contract (few dispatches, no submit).
 
 mod common;
-use byol::ops::{self, Lars, Sgd};
+use byol::ops;
+use byol::optim::{ema_update, ema_update_tensors, Optimizer};
 use byol::rng::Rng;
 use byol::{Engine, EngineOptions, Grads, ParamSet, Tensor};
 use common::{as_f32_values, assert_close, rand_vec, to_f32};
@@ -152,21 +153,17 @@ fn run_three_steps(e: &Engine, shapes: &[&[usize]], rule: Rule, exclude: Option<
         params: values,
         bufs: vec![None; shapes.len()],
     };
-    enum Opt {
-        Sgd(Sgd),
-        Lars(Lars),
-    }
     let mut opt = match rule {
-        Rule::Sgd => Opt::Sgd(Sgd::new(&set, momentum, wd).unwrap()),
+        Rule::Sgd => Optimizer::sgd(&set, momentum, wd).unwrap(),
         Rule::Lars { eta } => {
-            let mut l = Lars::new(&set, momentum, wd)
+            let mut l = Optimizer::lars(&set, momentum, wd)
                 .unwrap()
                 .with_eta(eta as f32)
                 .unwrap();
             if let Some(x) = exclude {
                 l = l.with_exclude(x).unwrap();
             }
-            Opt::Lars(l)
+            l
         }
     };
     for (step, lr) in [0.1f32, 0.05, 0.02].into_iter().enumerate() {
@@ -181,17 +178,11 @@ fn run_three_steps(e: &Engine, shapes: &[&[usize]], rule: Rule, exclude: Option<
             gs[1] = None;
         }
         let grads = grads_of(e, &set, &gs);
-        match &mut opt {
-            Opt::Sgd(o) => o.step(&grads, lr).unwrap(),
-            Opt::Lars(o) => o.step(&grads, lr).unwrap(),
-        }
+        opt.step(&grads, lr).unwrap();
         reference.step(&gs, lr as f64);
         let what = format!("step {}", step + 1);
         check_params(&what, &set, &reference.params);
-        let bufs = match &opt {
-            Opt::Sgd(o) => o.momentum_buffers().unwrap(),
-            Opt::Lars(o) => o.momentum_buffers().unwrap(),
-        };
+        let bufs = opt.momentum_buffers().unwrap();
         check_buffers(&what, &bufs, &reference.bufs);
     }
 }
@@ -221,7 +212,10 @@ fn lars_trust_ratio_is_one_when_a_norm_is_zero() {
     values[0] = vec![0.0; 33 * 7]; // |p| = 0
     for wd in [0.0f32, 0.05] {
         let set = param_set(&e, shapes, &values);
-        let mut opt = Lars::new(&set, 0.9, wd).unwrap().with_eta(0.5).unwrap();
+        let mut opt = Optimizer::lars(&set, 0.9, wd)
+            .unwrap()
+            .with_eta(0.5)
+            .unwrap();
         let mut reference = Reference {
             rule: Rule::Lars { eta: 0.5 },
             momentum: 0.9,
@@ -270,7 +264,7 @@ fn arenas_larger_than_a_binding_are_split_into_windows() {
         .map(Some)
         .collect();
     let grads = grads_of(&e, &target, &gs);
-    let mut sgd = Sgd::new(&target, 0.9, 0.0).unwrap();
+    let mut sgd = Optimizer::sgd(&target, 0.9, 0.0).unwrap();
     let before = e.record_stats().dispatches;
     sgd.step(&grads, 0.1).unwrap();
     assert!(
@@ -279,7 +273,7 @@ fn arenas_larger_than_a_binding_are_split_into_windows() {
     );
     let target = param_set(&e, shapes, &tv);
     let before = e.record_stats().dispatches;
-    ops::ema_update(&target, &online, 0.9).unwrap();
+    ema_update(&target, &online, 0.9).unwrap();
     assert!(e.record_stats().dispatches - before > 1, "expected a split");
     for (i, t) in target.tensors().iter().enumerate() {
         let r: Vec<f64> = tv[i]
@@ -300,7 +294,7 @@ fn ema_matches_reference_for_several_taus() {
     for tau in [0.99f32, 0.0, 1.0] {
         let target_values = random_values(&mut rng, SHAPES);
         let target = param_set(&e, SHAPES, &target_values);
-        ops::ema_update(&target, &online, tau).unwrap();
+        ema_update(&target, &online, tau).unwrap();
         for (i, t) in target.tensors().iter().enumerate() {
             let got = t.to_vec().unwrap();
             if tau == 0.0 {
@@ -323,9 +317,9 @@ fn ema_matches_reference_for_several_taus() {
     assert!(!target.tensors()[0].requires_grad());
     let extra_t = Tensor::from_slice(&e, &[1.0, 2.0, 3.0], &[3]).unwrap();
     let extra_o = Tensor::from_slice(&e, &[3.0, 2.0, 1.0], &[3]).unwrap();
-    ops::ema_update_tensors(std::slice::from_ref(&extra_t), &[extra_o], 0.5).unwrap();
+    ema_update_tensors(std::slice::from_ref(&extra_t), &[extra_o], 0.5).unwrap();
     assert_eq!(extra_t.to_vec().unwrap(), vec![2.0, 2.0, 2.0]);
-    ops::ema_update(&target, &online, 0.5).unwrap();
+    ema_update(&target, &online, 0.5).unwrap();
     for (t, o) in target.tensors().iter().zip(&online_values) {
         assert_eq!(
             t.to_vec().unwrap(),
@@ -342,8 +336,8 @@ fn steps_record_few_dispatches_and_never_submit() {
     let values = random_values(&mut rng, SHAPES);
     let set = param_set(&e, SHAPES, &values);
     let target = set.duplicate(false).unwrap();
-    let mut sgd = Sgd::new(&set, 0.9, 1e-4).unwrap();
-    let mut lars = Lars::new(&set, 0.9, 1e-4).unwrap();
+    let mut sgd = Optimizer::sgd(&set, 0.9, 1e-4).unwrap();
+    let mut lars = Optimizer::lars(&set, 0.9, 1e-4).unwrap();
     for step in 0..3 {
         let gs: Vec<_> = random_values(&mut rng, SHAPES)
             .into_iter()
@@ -356,7 +350,7 @@ fn steps_record_few_dispatches_and_never_submit() {
         let after_sgd = e.record_stats();
         lars.step(&grads, 0.1).unwrap();
         let after_lars = e.record_stats();
-        ops::ema_update(&target, &set, 0.99).unwrap();
+        ema_update(&target, &set, 0.99).unwrap();
         let after = e.record_stats();
         assert_eq!(
             after_sgd.dispatches - before.dispatches,
@@ -389,8 +383,8 @@ fn momentum_buffers_export_and_import() {
         param_set(&e, shapes, &values),
         param_set(&e, shapes, &values),
     );
-    let mut sgd_a = Sgd::new(&a, 0.9, 0.01).unwrap();
-    let mut sgd_b = Sgd::new(&b, 0.9, 0.01).unwrap();
+    let mut sgd_a = Optimizer::sgd(&a, 0.9, 0.01).unwrap();
+    let mut sgd_b = Optimizer::sgd(&b, 0.9, 0.01).unwrap();
     let mut gs: Vec<_> = random_values(&mut rng, shapes)
         .into_iter()
         .map(Some)
@@ -478,18 +472,18 @@ fn bad_arguments_are_errors_not_panics() {
     let a = ParamSet::zeros(&e, &[("w", &[3, 4]), ("b", &[4])]).unwrap();
     let other = ParamSet::zeros(&e, &[("w", &[4, 3]), ("b", &[4])]).unwrap();
     assert!(matches!(
-        ops::ema_update(&a, &other, 0.9),
+        ema_update(&a, &other, 0.9),
         Err(byol::Error::Shape(_))
     ));
     assert!(matches!(
-        ops::ema_update(&a, &a, 0.9),
+        ema_update(&a, &a, 0.9),
         Err(byol::Error::Invalid(_))
     ));
     let b = a.duplicate(false).unwrap();
-    assert!(ops::ema_update(&b, &a, 1.5).is_err());
-    assert!(ops::ema_update(&b, &a, f32::NAN).is_err());
-    assert!(ops::ema_update_tensors(&a.tensors()[..1], &b.tensors()[1..], 0.9).is_err());
-    assert!(ops::ema_update_tensors(&a.tensors()[..1], &[], 0.9).is_err());
+    assert!(ema_update(&b, &a, 1.5).is_err());
+    assert!(ema_update(&b, &a, f32::NAN).is_err());
+    assert!(ema_update_tensors(&a.tensors()[..1], &b.tensors()[1..], 0.9).is_err());
+    assert!(ema_update_tensors(&a.tensors()[..1], &[], 0.9).is_err());
     assert!(ParamSet::zeros(&e, &[("w", &[3]), ("w", &[4])]).is_err());
     assert!(matches!(
         ParamSet::zeros(&e, &[("w", &[3, 0])]),
@@ -499,15 +493,27 @@ fn bad_arguments_are_errors_not_panics() {
         ParamSet::from_values(&e, &[("w", &[3], &[1.0, 2.0])]),
         Err(byol::Error::Shape(_))
     ));
-    assert!(Sgd::new(&a, -0.9, 0.0).is_err());
-    assert!(Sgd::new(&a, 0.9, f32::INFINITY).is_err());
-    assert!(Lars::new(&a, 0.9, 0.0)
+    assert!(Optimizer::sgd(&a, -0.9, 0.0).is_err());
+    assert!(Optimizer::sgd(&a, 0.9, f32::INFINITY).is_err());
+    assert!(Optimizer::lars(&a, 0.9, 0.0)
         .unwrap()
         .with_exclude(vec![true])
         .is_err());
-    assert!(Lars::new(&a, 0.9, 0.0).unwrap().with_eta(-1.0).is_err());
-    assert!(Lars::new(&a, 0.9, 0.0).unwrap().with_eta(0.0).is_err());
-    let mut sgd = Sgd::new(&a, 0.9, 0.0).unwrap();
+    assert!(Optimizer::lars(&a, 0.9, 0.0)
+        .unwrap()
+        .with_eta(-1.0)
+        .is_err());
+    assert!(Optimizer::lars(&a, 0.9, 0.0)
+        .unwrap()
+        .with_eta(0.0)
+        .is_err());
+    // SGD has no trust coefficient and excludes nothing.
+    assert!(Optimizer::sgd(&a, 0.9, 0.0).unwrap().with_eta(0.5).is_err());
+    assert!(Optimizer::sgd(&a, 0.9, 0.0)
+        .unwrap()
+        .with_exclude(vec![false])
+        .is_err());
+    let mut sgd = Optimizer::sgd(&a, 0.9, 0.0).unwrap();
     assert!(sgd.step(&Grads::default(), f32::NAN).is_err());
     // No gradients at all: nothing to do.
     sgd.step(&Grads::default(), 0.1).unwrap();

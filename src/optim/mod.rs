@@ -1,19 +1,22 @@
-//! In-place parameter updates (shaders/optim.wgsl): the EMA of a target network, SGD with momentum
-//! and LARS, exactly as PyTorch computes them. Not differentiable and never on the tape: they
-//! overwrite parameters and momentum buffers on the GPU, recorded like any op (no submit, no
-//! download).
+//! In-place parameter updates (shaders/optim.wgsl): SGD with momentum and LARS as one
+//! [`Optimizer`] over a [`Rule`], and the EMA of a target network ([`ema`]), exactly as PyTorch
+//! computes them. Not differentiable ops and never on the tape: they overwrite parameters and
+//! momentum buffers on the GPU, recorded like any op (no submit, no download).
 //!
-//! SGD and LARS work on a `ParamSet` arena. Each step copies the gradients into one buffer laid
-//! out like the arena (copies, not dispatches), then one dispatch updates every parameter that has
-//! a gradient (LARS: three — per-chunk sums of squares, per-parameter trust ratios, update). Arenas
-//! larger than one binding are processed in windows, one dispatch each.
+//! The optimizer works on a `ParamSet` arena and reads its gradients in place from the arena's
+//! gradient buffer, where backward wrote them (a gradient from anywhere else is copied in first).
+//! One dispatch updates every parameter that has a gradient (LARS: three — per-chunk sums of
+//! squares, per-parameter trust ratios, update). Arenas larger than one binding are processed in
+//! windows, one dispatch each.
 
-use super::chunks;
 use crate::autograd::Grads;
 use crate::engine::{BufSlice, Engine};
 use crate::error::{Error, Result};
 use crate::params::ParamSet;
 use crate::tensor::{DType, Tensor};
+
+pub mod ema;
+pub use ema::{ema_update, ema_update_tensors};
 
 /// Longest chunk one workgroup updates (`CHUNK` in shaders/optim.wgsl).
 const CHUNK: usize = 1024;
@@ -26,7 +29,7 @@ pub const LARS_ETA: f32 = 0.001;
 
 /// The kernel parameter block: count, base, then the scalars lr, momentum, weight_decay, eta, tau,
 /// then lars_trust's rounds (0 here: it fills them in).
-fn kernel_params(count: usize, base: usize, scalars: [f32; 5]) -> [u32; 8] {
+pub(crate) fn kernel_params(count: usize, base: usize, scalars: [f32; 5]) -> [u32; 8] {
     let [lr, momentum, weight_decay, eta, tau] = scalars.map(f32::to_bits);
     [
         count as u32,
@@ -55,168 +58,17 @@ fn check_non_negative(what: &str, v: f32) -> Result<()> {
     Ok(())
 }
 
-// ---- EMA -------------------------------------------------------------------------------------
-
-/// target <- tau * target + (1 - tau) * online over a whole arena: one dispatch when the arena fits
-/// one binding.
-pub fn ema_update(target: &ParamSet, online: &ParamSet, tau: f32) -> Result<()> {
-    target.check_same_layout(online)?;
-    ema_raw(target.flat(), online.flat(), tau)
-}
-
-/// The same for loose tensors (e.g. batch-norm running statistics): one dispatch per tensor.
-pub fn ema_update_tensors(target: &[Tensor], online: &[Tensor], tau: f32) -> Result<()> {
-    if target.len() != online.len() {
-        return Err(Error::Shape(format!(
-            "ema: {} target tensors for {} online tensors",
-            target.len(),
-            online.len()
-        )));
-    }
-    for (t, o) in target.iter().zip(online) {
-        if t.shape() != o.shape() {
-            return Err(Error::Shape(format!("ema: {t:?} does not match {o:?}")));
-        }
-    }
-    for (t, o) in target.iter().zip(online) {
-        ema_raw(t, o, tau)?;
-    }
-    Ok(())
-}
-
-fn ema_raw(target: &Tensor, online: &Tensor, tau: f32) -> Result<()> {
-    super::check_f32("ema", &[target, online])?;
-    if !(0.0..=1.0).contains(&tau) {
-        return Err(Error::Invalid(format!(
-            "ema: tau must be in [0, 1], got {tau}"
-        )));
-    }
-    if target.shares_storage(online) {
-        return Err(Error::Invalid(
-            "ema: target and online share one buffer (a kernel cannot read and write it at once)"
-                .into(),
-        ));
-    }
-    let engine = target.engine();
-    for (start, len) in chunks(target.numel(), engine.max_binding_words() as usize) {
-        engine.dispatch_1d(
-            "optim",
-            "ema",
-            &[],
-            &kernel_params(len, 0, [0.0, 0.0, 0.0, 0.0, tau]),
-            &[
-                target.slice_elems(start, len),
-                online.slice_elems(start, len),
-            ],
-            len as u64,
-        )?;
-    }
-    Ok(())
-}
-
 // ---- SGD and LARS ----------------------------------------------------------------------------
 
-/// The SGD with momentum of `torch.optim.SGD` (dampening 0, no Nesterov): g = grad + wd * p;
-/// buf = momentum * buf + g (buf = g at a parameter's first step); p = p - lr * buf.
-pub struct Sgd {
-    core: Core,
-}
-
-/// LARS as in BYOL: for parameters not excluded, d = grad + wd * p scaled by the trust ratio
-/// eta * |p| / |d| (1 when either norm is 0); excluded parameters (by default the 1-D ones: biases
-/// and norm parameters) get neither. Then buf = momentum * buf + d; p = p - lr * buf.
-pub struct Lars {
-    core: Core,
-}
-
-impl Sgd {
-    pub fn new(params: &ParamSet, momentum: f32, weight_decay: f32) -> Result<Sgd> {
-        let exclude = vec![false; params.len()];
-        Ok(Sgd {
-            core: Core::new(params, Rule::Sgd, momentum, weight_decay, exclude)?,
-        })
-    }
-
-    /// Updates every parameter that has a gradient in `grads` (the others are skipped, as PyTorch
-    /// skips parameters whose `.grad` is None). `lr` may change every step.
-    pub fn step(&mut self, grads: &Grads, lr: f32) -> Result<()> {
-        self.core.step(grads, lr)
-    }
-
-    pub fn params(&self) -> &ParamSet {
-        &self.core.params
-    }
-
-    /// Each parameter's momentum buffer, `None` before its first step (like PyTorch's state).
-    pub fn momentum_buffers(&self) -> Result<Vec<Option<Tensor>>> {
-        self.core.momentum_buffers()
-    }
-
-    /// Restores (or with `None` clears) a parameter's momentum buffer, e.g. from a checkpoint.
-    pub fn set_momentum_buffer(&mut self, index: usize, values: Option<&[f32]>) -> Result<()> {
-        self.core.set_momentum_buffer(index, values)
-    }
-}
-
-impl Lars {
-    /// LARS with eta = `LARS_ETA` and the 1-D parameters excluded.
-    pub fn new(params: &ParamSet, momentum: f32, weight_decay: f32) -> Result<Lars> {
-        let exclude = params.tensors().iter().map(|t| t.dims() == 1).collect();
-        let rule = Rule::Lars { eta: LARS_ETA };
-        Ok(Lars {
-            core: Core::new(params, rule, momentum, weight_decay, exclude)?,
-        })
-    }
-
-    pub fn with_eta(mut self, eta: f32) -> Result<Lars> {
-        if !(eta.is_finite() && eta > 0.0) {
-            return Err(Error::Invalid(format!("LARS eta must be > 0, got {eta}")));
-        }
-        self.core.rule = Rule::Lars { eta };
-        Ok(self)
-    }
-
-    /// Which parameters get no weight decay and no trust scaling, one flag per parameter.
-    pub fn with_exclude(mut self, exclude: Vec<bool>) -> Result<Lars> {
-        if exclude.len() != self.core.params.len() {
-            return Err(Error::Invalid(format!(
-                "LARS: {} exclusion flags for {} parameters",
-                exclude.len(),
-                self.core.params.len()
-            )));
-        }
-        self.core.exclude = exclude;
-        self.core.plan = None;
-        Ok(self)
-    }
-
-    pub fn exclude(&self) -> &[bool] {
-        &self.core.exclude
-    }
-
-    /// See `Sgd::step`.
-    pub fn step(&mut self, grads: &Grads, lr: f32) -> Result<()> {
-        self.core.step(grads, lr)
-    }
-
-    pub fn params(&self) -> &ParamSet {
-        &self.core.params
-    }
-
-    /// See `Sgd::momentum_buffers`.
-    pub fn momentum_buffers(&self) -> Result<Vec<Option<Tensor>>> {
-        self.core.momentum_buffers()
-    }
-
-    /// See `Sgd::set_momentum_buffer`.
-    pub fn set_momentum_buffer(&mut self, index: usize, values: Option<&[f32]>) -> Result<()> {
-        self.core.set_momentum_buffer(index, values)
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Rule {
+/// How an optimizer turns a gradient into a step.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rule {
+    /// The SGD with momentum of `torch.optim.SGD` (dampening 0, no Nesterov): g = grad + wd * p;
+    /// buf = momentum * buf + g (buf = g at a parameter's first step); p = p - lr * buf.
     Sgd,
+    /// LARS as in BYOL: for parameters not excluded, d = grad + wd * p scaled by the trust ratio
+    /// eta * |p| / |d| (1 when either norm is 0); excluded parameters (by default the 1-D ones:
+    /// biases and norm parameters) get neither. Then buf = momentum * buf + d; p = p - lr * buf.
     Lars { eta: f32 },
 }
 
@@ -239,8 +91,9 @@ struct Plan {
     norms: Option<(Tensor, usize, usize)>,
 }
 
-/// State shared by SGD and LARS. Momentum and gathered gradients are laid out like the arena.
-struct Core {
+/// SGD or LARS over one parameter arena. Momentum and gathered gradients are laid out like the
+/// arena, and every buffer a step needs is allocated at construction.
+pub struct Optimizer {
     params: ParamSet,
     rule: Rule,
     momentum: f32,
@@ -256,14 +109,64 @@ struct Core {
     plan: Option<Plan>,
 }
 
-impl Core {
+impl Optimizer {
+    /// SGD with momentum and weight decay (see [`Rule::Sgd`]).
+    pub fn sgd(params: &ParamSet, momentum: f32, weight_decay: f32) -> Result<Optimizer> {
+        let exclude = vec![false; params.len()];
+        Optimizer::new(params, Rule::Sgd, momentum, weight_decay, exclude)
+    }
+
+    /// LARS with eta = `LARS_ETA` and the 1-D parameters excluded (see [`Rule::Lars`]).
+    pub fn lars(params: &ParamSet, momentum: f32, weight_decay: f32) -> Result<Optimizer> {
+        let exclude = params.tensors().iter().map(|t| t.dims() == 1).collect();
+        let rule = Rule::Lars { eta: LARS_ETA };
+        Optimizer::new(params, rule, momentum, weight_decay, exclude)
+    }
+
+    /// LARS's trust coefficient (an error for SGD, which has none).
+    pub fn with_eta(mut self, eta: f32) -> Result<Optimizer> {
+        if !matches!(self.rule, Rule::Lars { .. }) {
+            return Err(Error::Invalid("only LARS has a trust coefficient".into()));
+        }
+        if !(eta.is_finite() && eta > 0.0) {
+            return Err(Error::Invalid(format!("LARS eta must be > 0, got {eta}")));
+        }
+        self.rule = Rule::Lars { eta };
+        Ok(self)
+    }
+
+    /// Which parameters get no weight decay and no trust scaling (LARS), one flag per parameter.
+    pub fn with_exclude(mut self, exclude: Vec<bool>) -> Result<Optimizer> {
+        if !matches!(self.rule, Rule::Lars { .. }) {
+            return Err(Error::Invalid("only LARS excludes parameters".into()));
+        }
+        if exclude.len() != self.params.len() {
+            return Err(Error::Invalid(format!(
+                "LARS: {} exclusion flags for {} parameters",
+                exclude.len(),
+                self.params.len()
+            )));
+        }
+        self.exclude = exclude;
+        self.plan = None;
+        Ok(self)
+    }
+
+    pub fn rule(&self) -> Rule {
+        self.rule
+    }
+
+    pub fn params(&self) -> &ParamSet {
+        &self.params
+    }
+
     fn new(
         params: &ParamSet,
         rule: Rule,
         momentum: f32,
         weight_decay: f32,
         exclude: Vec<bool>,
-    ) -> Result<Core> {
+    ) -> Result<Optimizer> {
         check_non_negative("momentum", momentum)?;
         check_non_negative("weight decay", weight_decay)?;
         let engine = params.engine();
@@ -291,7 +194,7 @@ impl Core {
                 )
             }
         };
-        Ok(Core {
+        Ok(Optimizer {
             params: params.clone(),
             rule,
             momentum,
@@ -300,7 +203,12 @@ impl Core {
             // Never read before a parameter's first step writes it.
             momentum_buf: Tensor::empty(engine, flat_shape, DType::F32)?,
             initialized: vec![false; params.len()],
-            grad_flat: Tensor::empty(engine, flat_shape, DType::F32)?,
+            // Backward writes the gradients of an arena's parameters here already (see
+            // `ParamSet::grad_flat`); only gradients from elsewhere are copied in.
+            grad_flat: match params.grad_flat() {
+                Some(g) => g.clone(),
+                None => Tensor::empty(engine, flat_shape, DType::F32)?,
+            },
             partials,
             trust,
             chunk_len,
@@ -312,7 +220,9 @@ impl Core {
         self.params.engine()
     }
 
-    fn step(&mut self, grads: &Grads, lr: f32) -> Result<()> {
+    /// Updates every parameter that has a gradient in `grads` (the others are skipped, as PyTorch
+    /// skips parameters whose `.grad` is None). `lr` may change every step.
+    pub fn step(&mut self, grads: &Grads, lr: f32) -> Result<()> {
         check_finite("learning rate", lr)?;
         let mut key = Vec::with_capacity(self.params.len());
         let mut present = Vec::new();
@@ -389,11 +299,15 @@ impl Core {
         per_window("lars_update", true, Some(trust.slice()))
     }
 
-    /// Records copies of the gradients into `grad_flat` at their parameters' offsets.
+    /// Records copies of the gradients that are not already in place into `grad_flat` at their
+    /// parameters' offsets (none in training: backward writes into the arena).
     fn gather(&self, present: &[(usize, &Tensor)]) {
         let dst = &self.grad_flat;
         for &(i, g) in present {
             let at = dst.elem_offset() + self.params.offsets()[i];
+            if g.shares_storage(dst) && g.elem_offset() == at {
+                continue;
+            }
             self.engine().copy(
                 g.buffer(),
                 g.elem_offset() as u64 * 4,
@@ -470,7 +384,8 @@ impl Core {
         })
     }
 
-    fn momentum_buffers(&self) -> Result<Vec<Option<Tensor>>> {
+    /// Each parameter's momentum buffer, `None` before its first step (like PyTorch's state).
+    pub fn momentum_buffers(&self) -> Result<Vec<Option<Tensor>>> {
         let offsets = self.params.offsets();
         self.params
             .tensors()
@@ -485,7 +400,8 @@ impl Core {
             .collect()
     }
 
-    fn set_momentum_buffer(&mut self, index: usize, values: Option<&[f32]>) -> Result<()> {
+    /// Restores (or with `None` clears) a parameter's momentum buffer, e.g. from a checkpoint.
+    pub fn set_momentum_buffer(&mut self, index: usize, values: Option<&[f32]>) -> Result<()> {
         let Some(t) = self.params.tensors().get(index) else {
             return Err(Error::Invalid(format!(
                 "no parameter {index} (there are {})",

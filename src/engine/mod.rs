@@ -1,0 +1,271 @@
+//! The engine: one device, its buffer pool, its pipeline cache and the command recorder. It records
+//! dispatches and knows nothing of autograd (the tape is `crate::tape`). Split by concern:
+//! [`recorder`] (dispatches, copies, submits), [`transfer`] (uploads and downloads), [`timing`]
+//! (GPU timestamps and the per-kernel profiler).
+//!
+//! Ops record dispatches into one open compute pass; nothing is submitted until a sync point (a
+//! download, `flush`/`sync`, or `max_pending_dispatches`). Each dispatch's parameters go into a
+//! CPU-side arena that is written to one uniform buffer right before the submit, so a step of a
+//! thousand dispatches costs one `write_buffer` and one `submit`, not a thousand.
+
+use crate::device::{self, Gpu};
+use crate::error::{Error, Result};
+use crate::kernels::KernelCache;
+use crate::pool::{BufferPool, PoolStats};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+mod recorder;
+mod timing;
+mod transfer;
+
+/// Which matmul kernel the engine uses; `Auto` picks per adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MatmulVariant {
+    #[default]
+    Auto,
+    /// Barrier-free, register-blocked: best on software Vulkan where barriers are costly.
+    Blocked,
+    /// Workgroup-memory tiles with register blocking: best on real GPUs.
+    Tiled,
+}
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Substring of the adapter name; `None` means the best adapter (or env `BYOL_ADAPTER`).
+    pub adapter: Option<String>,
+    /// Fill every buffer an op allocates with NaN before the op writes it (tests use this).
+    pub poison_outputs: bool,
+    pub matmul: MatmulVariant,
+    /// Submit after this many recorded dispatches even without a sync point.
+    pub max_pending_dispatches: usize,
+    /// Lower the per-binding byte limit below the adapter's (tests use it to exercise the paths
+    /// that split large tensors).
+    pub binding_limit: Option<u64>,
+    /// Wait for the GPU after every dispatch and add its wall time to a per-kernel table
+    /// (`Engine::profile_report`). Slow: for finding where time goes, never for training.
+    /// Env `BYOL_PROFILE=1` turns it on too.
+    pub profile: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            adapter: None,
+            poison_outputs: false,
+            matmul: MatmulVariant::Auto,
+            max_pending_dispatches: 4096,
+            binding_limit: None,
+            profile: std::env::var("BYOL_PROFILE").is_ok_and(|v| v == "1"),
+        }
+    }
+}
+
+/// Bytes reserved per dispatch in the parameter arena (covers every adapter's uniform offset alignment).
+const PARAM_SLOT: u64 = 256;
+/// Largest parameter block a kernel may take, in 32-bit words.
+pub const MAX_PARAM_WORDS: usize = 32;
+
+struct Recorder {
+    /// Set while `time_gpu` runs: the first pass writes the begin timestamp, every pass the end one,
+    /// so the span covers all passes and the copies between them.
+    timer: Option<(wgpu::QuerySet, bool)>,
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    params: Vec<u8>,
+    params_buf: wgpu::Buffer,
+    pending: usize,
+}
+
+/// Counters of recorded work, for tests and benches.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecordStats {
+    pub dispatches: u64,
+    pub submits: u64,
+}
+
+impl EngineInner {
+    /// A pooled buffer without poisoning (for uploads, which overwrite it anyway).
+    pub(crate) fn pool_acquire(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        let bytes = bytes.max(4);
+        if bytes > self.gpu.limits.max_buffer_size {
+            return Err(Error::Device(format!(
+                "a tensor of {bytes} bytes exceeds this adapter's largest buffer ({} bytes)",
+                self.gpu.limits.max_buffer_size
+            )));
+        }
+        Ok(self.pool.borrow_mut().acquire(&self.gpu.device, bytes))
+    }
+}
+
+pub(crate) struct EngineInner {
+    pub(crate) gpu: Gpu,
+    pool: RefCell<BufferPool>,
+    kernels: RefCell<KernelCache>,
+    rec: RefCell<Recorder>,
+    staging: RefCell<HashMap<u64, Vec<wgpu::Buffer>>>,
+    /// Unique among the engines of this process (the tape keeps each engine's nodes by it).
+    id: u64,
+    next_id: Cell<u64>,
+    stats: Cell<RecordStats>,
+    /// Per-kernel (calls, seconds) when profiling.
+    profile: RefCell<HashMap<String, (u64, f64)>>,
+    errors: Arc<Mutex<Vec<String>>>,
+    options: EngineOptions,
+}
+
+static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A cheap handle to the engine; every tensor holds one.
+#[derive(Clone)]
+pub struct Engine(pub(crate) Rc<EngineInner>);
+
+/// A storage buffer range to bind: `(buffer, byte offset, byte size)`.
+#[derive(Clone, Copy)]
+pub struct BufSlice<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl Engine {
+    pub fn new(options: EngineOptions) -> Result<Engine> {
+        let filter = device::adapter_filter(options.adapter.as_deref());
+        let gpu = device::open(filter.as_deref())?;
+        let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+        let sink = errors.clone();
+        // Device errors are collected and reported at the next sync point instead of panicking.
+        gpu.device
+            .on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                if let Ok(mut v) = sink.lock() {
+                    v.push(e.to_string());
+                }
+            }));
+        let max_pending = options.max_pending_dispatches.max(1);
+        let params_buf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params arena"),
+            size: PARAM_SLOT * max_pending as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if gpu.limits.min_uniform_buffer_offset_alignment as u64 > PARAM_SLOT {
+            return Err(Error::Device(format!(
+                "uniform offset alignment {} exceeds {PARAM_SLOT}",
+                gpu.limits.min_uniform_buffer_offset_alignment
+            )));
+        }
+        let mut options = options;
+        options.max_pending_dispatches = max_pending;
+        Ok(Engine(Rc::new(EngineInner {
+            gpu,
+            pool: RefCell::new(BufferPool::new()),
+            kernels: RefCell::new(KernelCache::default()),
+            rec: RefCell::new(Recorder {
+                timer: None,
+                encoder: None,
+                pass: None,
+                params: Vec::new(),
+                params_buf,
+                pending: 0,
+            }),
+            staging: RefCell::new(HashMap::new()),
+            id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
+            next_id: Cell::new(1),
+            stats: Cell::new(RecordStats::default()),
+            profile: RefCell::new(HashMap::new()),
+            errors,
+            options,
+        })))
+    }
+
+    /// The engine with default options (best adapter, or `BYOL_ADAPTER`).
+    pub fn default_engine() -> Result<Engine> {
+        Engine::new(EngineOptions::default())
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.0.gpu
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.0.options
+    }
+
+    pub fn adapter_name(&self) -> String {
+        format!("{} ({:?})", self.0.gpu.info.name, self.0.gpu.info.backend)
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        self.0.pool.borrow().stats()
+    }
+
+    pub fn record_stats(&self) -> RecordStats {
+        self.0.stats.get()
+    }
+
+    /// This engine's id, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.0.id
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        let id = self.0.next_id.get();
+        self.0.next_id.set(id + 1);
+        id
+    }
+
+    /// The matmul variant in force for this adapter.
+    pub fn matmul_variant(&self) -> MatmulVariant {
+        match self.0.options.matmul {
+            MatmulVariant::Auto if self.0.gpu.is_software() => MatmulVariant::Blocked,
+            MatmulVariant::Auto => MatmulVariant::Tiled,
+            v => v,
+        }
+    }
+
+    // ---- memory --------------------------------------------------------------------------------
+
+    /// A pooled buffer of at least `bytes`; poisoned with NaN when the options ask for it.
+    pub(crate) fn alloc(&self, bytes: u64) -> Result<wgpu::Buffer> {
+        let buf = self.0.pool_acquire(bytes)?;
+        if self.0.options.poison_outputs {
+            self.fill_raw(&buf, f32::NAN.to_bits())?;
+        }
+        Ok(buf)
+    }
+
+    pub(crate) fn release(&self, buf: wgpu::Buffer) {
+        // The engine may be mid-borrow while a tensor drops inside an op; the pool borrow is short.
+        self.0.pool.borrow_mut().release(buf);
+    }
+
+    /// Fills a whole buffer with one 32-bit pattern.
+    pub(crate) fn fill_raw(&self, buf: &wgpu::Buffer, bits: u32) -> Result<()> {
+        let words = buf.size() / 4;
+        let chunk = self.max_binding_words();
+        let mut start = 0;
+        while start < words {
+            let n = chunk.min(words - start);
+            let slice = BufSlice {
+                buffer: buf,
+                offset: start * 4,
+                size: n * 4,
+            };
+            self.dispatch_1d("elementwise", "fill", &[], &[n as u32, bits], &[slice], n)?;
+            start += n;
+        }
+        Ok(())
+    }
+
+    /// The largest element count one binding may hold, rounded down to the storage offset alignment,
+    /// so that ops can split bigger tensors into chunks that start at legal offsets.
+    pub fn max_binding_words(&self) -> u64 {
+        let align_words = (self.0.gpu.limits.min_storage_buffer_offset_alignment as u64 / 4).max(1);
+        let bytes = self.0.gpu.max_binding_bytes();
+        let words = self.0.options.binding_limit.map_or(bytes, |l| l.min(bytes)) / 4;
+        (words / align_words) * align_words
+    }
+}
