@@ -319,6 +319,7 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    byol::device::quiet_device_select_layer();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut samples = 20usize;
     let mut filter: Option<String> = None;

@@ -45,6 +45,7 @@ fn rate(
 }
 
 fn main() {
+    byol::device::quiet_device_select_layer();
     let mut batches = 10;
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--batches") {

@@ -71,6 +71,7 @@ impl StepConfig {
 }
 
 fn main() {
+    byol::device::quiet_device_select_layer();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut samples = 10usize;
     let mut only: Option<String> = None;

@@ -12,7 +12,8 @@ use std::process::ExitCode;
     about = "Self-supervised learning (BYOL and relatives) on any GPU through wgpu"
 )]
 struct Cli {
-    /// Use the adapter whose name contains this text (case-insensitive); env BYOL_ADAPTER also works.
+    /// Use the adapter whose name contains this text (case-insensitive), or whose backend is named
+    /// so (vulkan, metal, dx12, gl); env BYOL_ADAPTER also works.
     #[arg(long, global = true)]
     adapter: Option<String>,
     #[command(subcommand)]
@@ -39,6 +40,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    device::quiet_device_select_layer();
     let matches = Cli::command().get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
