@@ -136,7 +136,7 @@ fn grayscale(c: vec3<f32>, n: u32) -> vec3<f32> {
 }
 
 fn index(gid: vec3<u32>) -> u32 {
-    return gid.x + gid.y * p.pitch * 256u;
+    return flat_index(gid, p.pitch);
 }
 
 fn store(base: u32, plane: u32, c: vec3<f32>) {

@@ -30,7 +30,7 @@ struct Params {
 @group(0) @binding(11) var<storage, read_write> stats_out: array<f32>;
 
 fn index(gid: vec3<u32>) -> u32 {
-    return gid.x + gid.y * p.pitch * 256u;
+    return flat_index(gid, p.pitch);
 }
 
 fn channel(i: u32) -> u32 {

@@ -16,7 +16,7 @@ struct Params {
 
 @compute @workgroup_size(256)
 fn bias_add(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x + gid.y * p.pitch * 256u;
+    let i = flat_index(gid, p.pitch);
     if i >= p.n { return; }
     let c = ((p.x_base + i) / p.inner) % p.channels;
     out[i] = x[i] + bias[c];

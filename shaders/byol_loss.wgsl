@@ -31,7 +31,7 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> dp: array<f32>;
 
 fn index(gid: vec3<u32>) -> u32 {
-    return gid.x + gid.y * prm.pitch * 256u;
+    return flat_index(gid, prm.pitch);
 }
 
 // The row sums over one chunk of a row's columns.

@@ -15,6 +15,6 @@ struct Params {
 
 @compute @workgroup_size(256)
 fn copy(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x + gid.y * p.pitch * 256u;
+    let i = flat_index(gid, p.pitch);
     if i < p.n { dst[p.dst_base + i] = src[p.src_base + i]; }
 }

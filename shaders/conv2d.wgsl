@@ -12,34 +12,9 @@
 // too), so src/ops/conv2d.rs may split the channel loop of forward / backward_input over launches
 // that accumulate into the output, and bounds backward_weight's pixels per split.
 
-struct Params {
-    batch: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    o: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
-    oh: u32,
-    ow: u32,
-    // Element offsets of this launch inside its x / y bindings (batch-split launches).
-    x_base: u32,
-    y_base: u32,
-    has_bias: u32,
-    // backward_weight: pixels per split, and the index of this launch's first split (grid z).
-    k_chunk: u32,
-    split0: u32,
-    // forward / backward_input: this launch sums channels [chan_begin, chan_end) (input channels,
-    // or output channels for backward_input) and adds to the output instead of storing when
-    // `accumulate` is set (later launches of a split channel loop).
-    chan_begin: u32,
-    chan_end: u32,
-    accumulate: u32,
-}
+// Params: ConvParams in shaders/common.wgsl.
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;

@@ -8,33 +8,9 @@
 // weight gradient) and the B tile (the im2col gather, computed on the fly) are loaded together
 // into workgroup memory, zero outside the GEMM and in the padding.
 
-struct Params {
-    batch: u32,
-    c: u32,
-    h: u32,
-    w: u32,
-    o: u32,
-    kh: u32,
-    kw: u32,
-    stride: u32,
-    pad: u32,
-    oh: u32,
-    ow: u32,
-    // Element offsets of this launch inside its x / y bindings (batch-split launches).
-    x_base: u32,
-    y_base: u32,
-    has_bias: u32,
-    // backward_weight: pixels per split, and the index of this launch's first split (grid z).
-    k_chunk: u32,
-    split0: u32,
-    // Channel ranges of conv2d.wgsl's forward / backward_input: unused here (GPUs need no split
-    // channel loop), so ops/conv2d.rs launches these kernels with one range covering every channel.
-    chan_begin: u32,
-    chan_end: u32,
-    accumulate: u32,
-}
+// Params: ConvParams in shaders/common.wgsl.
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: ConvParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> wt: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;

@@ -40,7 +40,7 @@ struct Params {
 @group(0) @binding(9) var<storage, read> part: array<f32>;
 
 fn index(gid: vec3<u32>) -> u32 {
-    return gid.x + gid.y * prm.pitch * 256u;
+    return flat_index(gid, prm.pitch);
 }
 
 @compute @workgroup_size(256)

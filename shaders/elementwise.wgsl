@@ -16,7 +16,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> words: array<u32>;
 
 fn index(gid: vec3<u32>) -> u32 {
-    return gid.x + gid.y * p.pitch * 256u;
+    return flat_index(gid, p.pitch);
 }
 
 @compute @workgroup_size(256)

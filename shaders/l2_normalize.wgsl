@@ -28,7 +28,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 fn index(gid: vec3<u32>) -> u32 {
-    return gid.x + gid.y * p.pitch * 256u;
+    return flat_index(gid, p.pitch);
 }
 
 // out[r, c] = sum_j a[r, j] * b[r, j] over chunk c of the columns (a and b may be the same buffer).

@@ -6,26 +6,9 @@
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch: u32,
-    a_stride: u32,
-    b_stride: u32,
-    c_stride: u32,
-    a_base: u32,
-    b_base: u32,
-    c_base: u32,
-    alpha: f32,
-    beta: f32,
-    // This launch sums k in [k_begin, k_end), k_begin a multiple of BK (long K is split over
-    // launches; k_end is K or a multiple of BK, so only the last slice of K is partial).
-    k_begin: u32,
-    k_end: u32,
-}
+// Params: GemmParams in shaders/common.wgsl.
 
-@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(0) var<uniform> p: GemmParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;

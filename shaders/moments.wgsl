@@ -60,7 +60,7 @@ struct Chunk {
 }
 
 fn chunk_of(gid: vec3<u32>) -> Chunk {
-    let idx = gid.x + gid.y * p.pitch * 256u;
+    let idx = flat_index(gid, p.pitch);
     var c: Chunk;
     c.valid = idx < p.ng * p.chunks;
     c.gl = idx % p.ng;
@@ -79,7 +79,7 @@ fn addr(gl: u32, j: u32) -> u32 {
 
 // The fold passes: one invocation per group of the launch.
 fn fold_group(gid: vec3<u32>) -> u32 {
-    return p.g0 + gid.x + gid.y * p.pitch * 256u;
+    return p.g0 + flat_index(gid, p.pitch);
 }
 
 // Adds this launch's partial sums to the running sum `prev` (ignored on the first launch).

@@ -19,7 +19,7 @@ struct Params {
 
 @compute @workgroup_size(256)
 fn mask_self(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let r = gid.x + gid.y * prm.pitch * 256u;
+    let r = flat_index(gid, prm.pitch);
     if r >= prm.rows { return; }
     let j = (prm.row0 + r + prm.half) % prm.cols;
     logits[prm.base + r * prm.cols + j] = prm.masked;

@@ -47,7 +47,7 @@ var<workgroup> scratch: array<vec2<f32>, 256>;
 // target = tau * target + (1 - tau) * online, with param = target and param_in = online.
 @compute @workgroup_size(256)
 fn ema(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = gid.x + gid.y * p.pitch * 256u;
+    let i = flat_index(gid, p.pitch);
     if i < p.count {
         param[i] = p.tau * param[i] + (1.0 - p.tau) * param_in[i];
     }

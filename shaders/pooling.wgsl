@@ -28,7 +28,7 @@ struct Params {
 
 @compute @workgroup_size(256)
 fn max_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let idx = gid.x + gid.y * p.pitch * 256u;
+    let idx = flat_index(gid, p.pitch);
     if idx >= p.planes * p.oh * p.ow { return; }
     let plane = idx / (p.oh * p.ow);
     let r = idx % (p.oh * p.ow);
@@ -56,7 +56,7 @@ fn max_forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 @compute @workgroup_size(256)
 fn max_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let idx = gid.x + gid.y * p.pitch * 256u;
+    let idx = flat_index(gid, p.pitch);
     if idx >= p.planes * p.h * p.w { return; }
     let plane = idx / (p.h * p.w);
     let at = idx % (p.h * p.w);

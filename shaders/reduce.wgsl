@@ -22,7 +22,7 @@ struct Params {
 
 @compute @workgroup_size(256)
 fn sum_axis(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let idx = gid.x + gid.y * p.pitch * 256u;
+    let idx = flat_index(gid, p.pitch);
     let total = p.outer * p.chunks * p.inner;
     if idx >= total { return; }
     let i = idx % p.inner;
@@ -42,7 +42,7 @@ fn sum_axis(@builtin(global_invocation_id) gid: vec3<u32>) {
 // The backward of sum_axis: out[o, a, i] = scale * x[o, i].
 @compute @workgroup_size(256)
 fn broadcast_axis(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let idx = gid.x + gid.y * p.pitch * 256u;
+    let idx = flat_index(gid, p.pitch);
     let total = p.outer * p.axis * p.inner;
     if idx >= total { return; }
     let i = idx % p.inner;

@@ -5,9 +5,139 @@
 //! a kernel's Rust side only passes buffers in binding order. The uniform at `@binding(0)`, when a
 //! kernel has one, is its parameter block and is bound with a dynamic offset into the step's
 //! parameter arena.
+//!
+//! That parameter block is typed on both sides: each kernel family has a `#[repr(C)]` struct made
+//! with [`kernel_params!`], its fields in the WGSL struct's order, and the cache checks it against
+//! naga's reflection of the shader when it first builds a pipeline (`tests/kernel_abi.rs` checks
+//! every one without a GPU). What shaders repeat (the 1-D launch index, the conv and matmul
+//! parameter blocks) lives in `shaders/common.wgsl`, which is prepended to every shader.
 
 use crate::error::{Error, Result};
 use std::collections::HashMap;
+
+/// A kernel's uniform parameter block as the CPU writes it: plain old data, one field per member
+/// of the shader's struct, in order. `pitch`, the row pitch of a 1-D launch folded into a 2-D
+/// grid, is not a field: `Engine::dispatch_1d` appends it.
+pub trait KernelParams: bytemuck::Pod {
+    /// Field names and their WGSL scalar types (`u32`, `i32`, `f32`), in order.
+    const FIELDS: &'static [(&'static str, &'static str)];
+}
+
+/// Declares a [`KernelParams`] struct: `kernel_params! { /// doc pub struct P { a: u32, b: f32 } }`.
+#[macro_export]
+macro_rules! kernel_params {
+    ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ident),* $(,)? }) => {
+        $(#[$m])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, bytemuck::Pod, bytemuck::Zeroable)]
+        pub struct $name {
+            $($(#[$fm])* pub $field: $ty),*
+        }
+        impl $crate::kernels::KernelParams for $name {
+            const FIELDS: &'static [(&'static str, &'static str)] =
+                &[$((stringify!($field), stringify!($ty))),*];
+        }
+    };
+}
+
+/// Which parameter struct a shader's kernels take, and how they are launched.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelAbi {
+    pub shader: &'static str,
+    pub fields: &'static [(&'static str, &'static str)],
+    pub size: usize,
+    /// Launched with `dispatch_1d`: the shader's struct ends with `pitch: u32`.
+    pub pitch: bool,
+}
+
+impl KernelAbi {
+    pub const fn of<P: KernelParams>(shader: &'static str, pitch: bool) -> KernelAbi {
+        KernelAbi {
+            shader,
+            fields: P::FIELDS,
+            size: std::mem::size_of::<P>(),
+            pitch,
+        }
+    }
+}
+
+/// Checks that the uniform parameter block of `module` (the one at group 0, binding 0) has exactly
+/// `fields`, then `pitch: u32` when `pitch` (a kernel launched on a 3-D grid may have one too: it
+/// reads 0 there), by name, order, type and offset.
+pub fn check_params_abi(
+    shader: &str,
+    module: &naga::Module,
+    fields: &[(&str, &str)],
+    pitch: bool,
+) -> Result<()> {
+    let bad = |m: String| Err(Error::Shader(format!("{shader}.wgsl parameter block: {m}")));
+    let Some(var) = module.global_variables.iter().find_map(|(_, v)| {
+        let at = v.binding.as_ref()?;
+        (v.space == naga::AddressSpace::Uniform && at.group == 0 && at.binding == 0).then_some(v)
+    }) else {
+        return bad("no uniform at group 0, binding 0".into());
+    };
+    let naga::TypeInner::Struct { members, .. } = &module.types[var.ty].inner else {
+        return bad("the uniform is not a struct".into());
+    };
+    let ends_with_pitch = members
+        .last()
+        .is_some_and(|m| m.name.as_deref() == Some("pitch"));
+    let mut want: Vec<(&str, &str)> = fields.to_vec();
+    if pitch || (ends_with_pitch && members.len() == fields.len() + 1) {
+        want.push(("pitch", "u32"));
+    }
+    let got: Vec<(String, String, u32)> = members
+        .iter()
+        .map(|m| {
+            let ty = match &module.types[m.ty].inner {
+                naga::TypeInner::Scalar(s) => match (s.kind, s.width) {
+                    (naga::ScalarKind::Uint, 4) => "u32",
+                    (naga::ScalarKind::Sint, 4) => "i32",
+                    (naga::ScalarKind::Float, 4) => "f32",
+                    _ => "other scalar",
+                },
+                _ => "not a scalar",
+            };
+            (m.name.clone().unwrap_or_default(), ty.to_string(), m.offset)
+        })
+        .collect();
+    let names = |v: &[(&str, &str)]| {
+        v.iter()
+            .map(|(n, t)| format!("{n}: {t}"))
+            .collect::<Vec<_>>()
+    };
+    let got_names: Vec<String> = got.iter().map(|(n, t, _)| format!("{n}: {t}")).collect();
+    if got_names != names(&want) {
+        return bad(format!(
+            "the shader has {{{}}} but the Rust struct gives {{{}}}",
+            got_names.join(", "),
+            names(&want).join(", ")
+        ));
+    }
+    if let Some((n, _, off)) = got
+        .iter()
+        .enumerate()
+        .find_map(|(i, (n, _, off))| (*off as usize != 4 * i).then_some((n.clone(), i, *off)))
+    {
+        return bad(format!(
+            "member {n} sits at byte {off}, not packed after the ones before"
+        ));
+    }
+    Ok(())
+}
+
+kernel_params! {
+    /// shaders/elementwise.wgsl: `n` elements and one scalar operand as raw bits (the scale
+    /// factor's f32 bits, the fill pattern). Here because the engine itself fills buffers with it.
+    pub struct ElementwiseParams {
+        n: u32,
+        a: u32,
+    }
+}
+
+/// Declarations every shader shares, prepended to each.
+pub const PRELUDE: &str = include_str!("../shaders/common.wgsl");
 
 /// Every shader in `shaders/`, by name.
 pub const SHADERS: &[(&str, &str)] = &[
@@ -40,12 +170,18 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("eigen", include_str!("../shaders/eigen.wgsl")),
 ];
 
-pub fn shader_source(name: &str) -> Result<&'static str> {
+/// The full source of a shader: the shared prelude, then its own file.
+pub fn shader_source(name: &str) -> Result<String> {
     SHADERS
         .iter()
         .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
+        .map(|(_, s)| with_prelude(s))
         .ok_or_else(|| Error::Shader(format!("unknown shader {name:?}")))
+}
+
+/// `source` with the shared declarations of `shaders/common.wgsl` in front.
+pub fn with_prelude(source: &str) -> String {
+    format!("{PRELUDE}\n{source}")
 }
 
 /// Parses and validates WGSL with naga; needs no GPU.
@@ -146,6 +282,7 @@ impl KernelCache {
         shader: &'static str,
         entry: &str,
         constants: &[(&str, f64)],
+        abi: (&[(&str, &str)], bool),
     ) -> Result<std::rc::Rc<Kernel>> {
         let key: KernelKey = (
             shader.to_string(),
@@ -160,18 +297,21 @@ impl KernelCache {
         }
         if !self.modules.contains_key(shader) {
             let source = shader_source(shader)?;
-            let (module, info) = validate_wgsl(shader, source)?;
+            let (module, info) = validate_wgsl(shader, &source)?;
             // naga's runtime bounds checks stay on: measured on llvmpipe they cost nothing visible,
             // and they turn a kernel indexing bug into a wrong value instead of a crash.
             let sm = device.create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(shader),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
+                source: wgpu::ShaderSource::Wgsl(source.clone().into()),
             });
             self.modules.insert(shader, (sm, module, info));
         }
         let (sm, module, info) = &self.modules[shader];
         let bindings = entry_bindings(module, info, entry)
             .map_err(|e| Error::Shader(format!("{shader}.wgsl: {e}")))?;
+        if bindings.iter().any(|(_, k)| *k == BindingKind::Params) {
+            check_params_abi(shader, module, abi.0, abi.1)?;
+        }
         let entries: Vec<wgpu::BindGroupLayoutEntry> = bindings
             .iter()
             .map(|(binding, kind)| wgpu::BindGroupLayoutEntry {

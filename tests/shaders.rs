@@ -1,11 +1,15 @@
-//! Every shader parses and validates with naga; needs no GPU.
+//! Every shader, with the shared prelude in front as the kernel cache compiles it, parses and
+//! validates with naga; needs no GPU.
 
-use byol::kernels::{validate_wgsl, SHADERS};
+use byol::kernels::{shader_source, validate_wgsl, PRELUDE, SHADERS};
 
 #[test]
 fn every_shader_validates_without_a_gpu() {
-    for (name, source) in SHADERS {
-        if let Err(e) = validate_wgsl(name, source) {
+    validate_wgsl("common", PRELUDE).unwrap_or_else(|e| panic!("{e}"));
+    for (name, _) in SHADERS {
+        let source = shader_source(name).unwrap();
+        assert!(source.starts_with(PRELUDE), "{name}: no prelude");
+        if let Err(e) = validate_wgsl(name, &source) {
             panic!("{e}");
         }
     }
@@ -20,6 +24,9 @@ fn every_file_in_shaders_is_registered() {
             continue;
         }
         let stem = path.file_stem().unwrap().to_str().unwrap().to_string();
+        if stem == "common" {
+            continue; // the prelude, prepended to every shader
+        }
         assert!(
             SHADERS.iter().any(|(n, _)| *n == stem),
             "{} is not listed in kernels::SHADERS",

@@ -508,6 +508,30 @@ pub fn upload_images(engine: &Engine, pixels: &[u8]) -> Result<Tensor> {
     Tensor::from_u32(engine, &words, &[words.len()])
 }
 
+crate::kernel_params! {
+    /// shaders/augment.wgsl: `n` images of src_h x src_w made into size x size views, the blur
+    /// radius, the solarize threshold and the per-channel normalization.
+    pub struct AugmentParams {
+        n: u32,
+        src_h: u32,
+        src_w: u32,
+        size: u32,
+        radius: u32,
+        threshold: f32,
+        mean_r: f32,
+        mean_g: f32,
+        mean_b: f32,
+        std_r: f32,
+        std_g: f32,
+        std_b: f32,
+    }
+}
+
+/// The augmentation shader's parameter struct (see `ops::KERNEL_ABI`).
+pub const KERNEL_ABI: &[crate::kernels::KernelAbi] = &[crate::kernels::KernelAbi::of::<
+    AugmentParams,
+>("augment", true)];
+
 /// One augmented view of every image of an uploaded batch (`images`: u32-packed [N, H, W, 3]
 /// bytes from [`upload_images`], N = `params.len()`), as normalized f32 [N, 3, S, S].
 pub fn augment_batch(
@@ -540,20 +564,20 @@ pub fn augment_batch(
     let packed = pack_params(params, src_h, src_w)?;
     let views = Tensor::from_u32(engine, &packed, &[packed.len()])?;
     let radius = blur_radius(out_size, cfg.blur.kernel_fraction);
-    let uniform = [
-        n as u32,
-        src_h as u32,
-        src_w as u32,
-        out_size as u32,
-        radius as u32,
-        cfg.solarize.threshold.to_bits(),
-        cfg.mean[0].to_bits(),
-        cfg.mean[1].to_bits(),
-        cfg.mean[2].to_bits(),
-        cfg.std[0].to_bits(),
-        cfg.std[1].to_bits(),
-        cfg.std[2].to_bits(),
-    ];
+    let uniform = AugmentParams {
+        n: n as u32,
+        src_h: src_h as u32,
+        src_w: src_w as u32,
+        size: out_size as u32,
+        radius: radius as u32,
+        threshold: cfg.solarize.threshold,
+        mean_r: cfg.mean[0],
+        mean_g: cfg.mean[1],
+        mean_b: cfg.mean[2],
+        std_r: cfg.std[0],
+        std_g: cfg.std[1],
+        std_b: cfg.std[2],
+    };
     let pixels = (n * out_size * out_size) as u64;
     let run = |entry: &str, bufs: &[crate::engine::BufSlice]| {
         engine.dispatch_1d("augment", entry, &[], &uniform, bufs, pixels)
@@ -568,13 +592,11 @@ pub fn augment_batch(
     )?;
     if params.iter().any(|v| v.contrast_split() < 4) {
         let means = Tensor::empty(engine, &[n], DType::F32)?;
-        let mut with_pitch = uniform.to_vec();
-        with_pitch.push(0);
         engine.dispatch(
             "augment",
             "gray_mean",
             &[],
-            &with_pitch,
+            &uniform,
             &[color.slice(), means.slice()],
             [n as u32, 1, 1],
         )?;

@@ -10,7 +10,7 @@
 
 use crate::device::{self, Gpu};
 use crate::error::{Error, Result};
-use crate::kernels::KernelCache;
+use crate::kernels::{ElementwiseParams, KernelCache};
 use crate::pool::{BufferPool, PoolStats};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -254,7 +254,11 @@ impl Engine {
                 offset: start * 4,
                 size: n * 4,
             };
-            self.dispatch_1d("elementwise", "fill", &[], &[n as u32, bits], &[slice], n)?;
+            let params = ElementwiseParams {
+                n: n as u32,
+                a: bits,
+            };
+            self.dispatch_1d("elementwise", "fill", &[], &params, &[slice], n)?;
             start += n;
         }
         Ok(())

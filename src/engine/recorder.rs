@@ -3,18 +3,34 @@
 
 use super::{BufSlice, Engine, Recorder, MAX_PARAM_WORDS, PARAM_SLOT};
 use crate::error::{Error, Result};
-use crate::kernels::{BindingKind, Kernel};
+use crate::kernels::{BindingKind, Kernel, KernelParams};
 
 impl Engine {
     // ---- recording -----------------------------------------------------------------------------
 
-    /// Records one dispatch. `bufs` are the storage bindings in ascending binding order; `params`
-    /// become the kernel's uniform at binding 0 (if it has one).
-    pub fn dispatch(
+    /// Records one dispatch over a grid of `workgroups`. `bufs` are the storage bindings in
+    /// ascending binding order; `params` become the kernel's uniform at binding 0.
+    pub fn dispatch<P: KernelParams>(
         &self,
         shader: &'static str,
         entry: &str,
         constants: &[(&str, f64)],
+        params: &P,
+        bufs: &[BufSlice],
+        workgroups: [u32; 3],
+    ) -> Result<()> {
+        let words: &[u32] = bytemuck::cast_slice(bytemuck::bytes_of(params));
+        let abi = (P::FIELDS, false);
+        self.dispatch_words(shader, entry, constants, abi, words, bufs, workgroups)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch_words(
+        &self,
+        shader: &'static str,
+        entry: &str,
+        constants: &[(&str, f64)],
+        abi: (&'static [(&'static str, &'static str)], bool),
         params: &[u32],
         bufs: &[BufSlice],
         workgroups: [u32; 3],
@@ -37,7 +53,7 @@ impl Engine {
             self.0
                 .kernels
                 .borrow_mut()
-                .get(&self.0.gpu.device, shader, entry, constants)?;
+                .get(&self.0.gpu.device, shader, entry, constants, abi)?;
         let storage_count = kernel
             .bindings
             .iter()
@@ -68,13 +84,14 @@ impl Engine {
     }
 
     /// One-dimensional launch over `n` invocations of a 256-wide kernel, folded into a 2-D grid when
-    /// `n` exceeds one dimension's limit; kernels recover the index as `gid.x + gid.y * nx * 256`.
-    pub fn dispatch_1d(
+    /// `n` exceeds one dimension's limit; kernels recover the index as `gid.x + gid.y * nx * 256`
+    /// (`flat_index` in shaders/common.wgsl) with `nx` from the `pitch` appended to `params`.
+    pub fn dispatch_1d<P: KernelParams>(
         &self,
         shader: &'static str,
         entry: &str,
         constants: &[(&str, f64)],
-        params: &[u32],
+        params: &P,
         bufs: &[BufSlice],
         n: u64,
     ) -> Result<()> {
@@ -85,9 +102,18 @@ impl Engine {
         } else {
             (max, groups.div_ceil(max))
         };
-        let mut p = params.to_vec();
+        let mut p: Vec<u32> = bytemuck::cast_slice(bytemuck::bytes_of(params)).to_vec();
         p.push(x as u32); // the kernel's row pitch in workgroups
-        self.dispatch(shader, entry, constants, &p, bufs, [x as u32, y as u32, 1])
+        let abi = (P::FIELDS, true);
+        self.dispatch_words(
+            shader,
+            entry,
+            constants,
+            abi,
+            &p,
+            bufs,
+            [x as u32, y as u32, 1],
+        )
     }
 
     fn record_dispatch(

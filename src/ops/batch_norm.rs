@@ -8,7 +8,8 @@
 
 use super::check_f32;
 use super::moments::{
-    check_affine, check_eps, group_grad_sums, group_stats, run_chunked, Bind, GroupView, NORM_EPS,
+    check_affine, check_eps, group_grad_sums, group_stats, run_chunked, Bind, ChunkedParams,
+    GroupView, NORM_EPS,
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -37,7 +38,29 @@ impl BatchNormState {
     }
 }
 
-/// Parameter words of batch_norm.wgsl after the (length, start) pair `run_chunked` fills in.
+crate::kernel_params! {
+    /// shaders/batch_norm.wgsl over [N, channels, inner]; `n` and `start` are the chunk of
+    /// elements a launch covers (set by `run_chunked`).
+    pub struct BatchNormParams {
+        n: u32,
+        start: u32,
+        channels: u32,
+        inner: u32,
+        /// Values per channel (N * inner), as f32.
+        count: f32,
+        has_gamma: u32,
+        has_beta: u32,
+        momentum: f32,
+        eps: f32,
+    }
+}
+
+impl ChunkedParams for BatchNormParams {
+    fn set_chunk(&mut self, len: u32, start: u32) {
+        (self.n, self.start) = (len, start);
+    }
+}
+
 fn params(
     c: usize,
     inner: usize,
@@ -45,18 +68,18 @@ fn params(
     gamma: bool,
     beta: bool,
     st: &BatchNormState,
-) -> [u32; 9] {
-    [
-        0,
-        0,
-        c as u32,
-        inner as u32,
-        (count as f32).to_bits(),
-        gamma as u32,
-        beta as u32,
-        st.momentum.to_bits(),
-        st.eps.to_bits(),
-    ]
+) -> BatchNormParams {
+    BatchNormParams {
+        n: 0,
+        start: 0,
+        channels: c as u32,
+        inner: inner as u32,
+        count: count as f32,
+        has_gamma: gamma as u32,
+        has_beta: beta as u32,
+        momentum: st.momentum,
+        eps: st.eps,
+    }
 }
 
 fn check(

@@ -6,6 +6,16 @@ use crate::error::{Error, Result};
 use crate::tape;
 use crate::tensor::Tensor;
 
+crate::kernel_params! {
+    /// shaders/bias.wgsl: `n` elements of [outer, channels, inner] from element `x_base` on.
+    pub struct BiasParams {
+        n: u32,
+        channels: u32,
+        inner: u32,
+        x_base: u32,
+    }
+}
+
 /// y[n, c, ...] = x[n, c, ...] + b[c], for x of shape [N, C] or [N, C, H, W, ...].
 pub fn bias_add(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     check_f32("bias_add", &[x, b])?;
@@ -22,7 +32,12 @@ pub fn bias_add(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     let out = x.empty_like()?;
     let max = engine.max_binding_words() as usize;
     for (start, len) in chunks(x.numel(), max) {
-        let params = [len as u32, channels as u32, inner as u32, start as u32];
+        let params = BiasParams {
+            n: len as u32,
+            channels: channels as u32,
+            inner: inner as u32,
+            x_base: start as u32,
+        };
         let bufs = [
             x.slice_elems(start, len),
             b.slice(),

@@ -22,8 +22,11 @@ pub fn byol_loss(p: &Tensor, z: &Tensor) -> Result<Tensor> {
     let terms = Tensor::empty(engine, &[rows * chunks * 3], DType::F32)?;
     let args = [(p, cols), (z, cols), (&terms, 3 * chunks)];
     for_row_windows(engine, "byol_loss", rows, &args, |_, n, bufs, b| {
-        let mut params = params(n, cols, rows, [b[0], b[1], b[2], 0]);
-        params[8..].copy_from_slice(&[chunk_len as u32, chunks as u32]);
+        let params = ByolLossParams {
+            chunk_len: chunk_len as u32,
+            chunks: chunks as u32,
+            ..params(n, cols, rows, [b[0], b[1], b[2], 0])
+        };
         let count = (n * chunks) as u64;
         engine.dispatch_1d("byol_loss", "row_terms", &[], &params, bufs, count)
     })?;
@@ -63,19 +66,36 @@ pub fn byol_loss(p: &Tensor, z: &Tensor) -> Result<Tensor> {
 
 /// rows, cols, eps, -2 / N, then the bases of p, z, stats and the row output, then row_terms'
 /// chunking (one chunk of all columns here).
-fn params(rows: usize, cols: usize, batch: usize, bases: [u32; 4]) -> [u32; 10] {
-    let [p, z, s, o] = bases;
-    let grad_scale = -2.0 / batch as f32;
-    [
-        rows as u32,
-        cols as u32,
-        L2_NORM_EPS.to_bits(),
-        grad_scale.to_bits(),
-        p,
-        z,
-        s,
-        o,
-        cols as u32,
-        1,
-    ]
+fn params(rows: usize, cols: usize, batch: usize, bases: [u32; 4]) -> ByolLossParams {
+    let [p_base, z_base, stats_base, out_base] = bases;
+    ByolLossParams {
+        rows: rows as u32,
+        cols: cols as u32,
+        eps: L2_NORM_EPS,
+        grad_scale: -2.0 / batch as f32,
+        p_base,
+        z_base,
+        stats_base,
+        out_base,
+        chunk_len: cols as u32,
+        chunks: 1,
+    }
+}
+
+crate::kernel_params! {
+    /// shaders/byol_loss.wgsl.
+    pub struct ByolLossParams {
+        rows: u32,
+        cols: u32,
+        eps: f32,
+        /// d loss / d cos of one row: -2 / N.
+        grad_scale: f32,
+        p_base: u32,
+        z_base: u32,
+        stats_base: u32,
+        out_base: u32,
+        /// row_terms: columns per chunk, and chunks per row.
+        chunk_len: u32,
+        chunks: u32,
+    }
 }

@@ -7,6 +7,15 @@ use crate::error::{Error, Result};
 use crate::tape;
 use crate::tensor::Tensor;
 
+crate::kernel_params! {
+    /// shaders/concat.wgsl: copy `n` elements between windows starting at these offsets.
+    pub struct CopyParams {
+        n: u32,
+        src_base: u32,
+        dst_base: u32,
+    }
+}
+
 /// Copies `len` elements of `src` starting at `src_start` into `dst` starting at `dst_start`
 /// (32-bit words, any dtype). Not recorded on the tape.
 pub(crate) fn copy_elems(
@@ -36,7 +45,11 @@ pub(crate) fn copy_elems(
             "concat",
             "copy",
             &[],
-            &[n as u32, sb, db],
+            &CopyParams {
+                n: n as u32,
+                src_base: sb,
+                dst_base: db,
+            },
             &[s, d],
             n as u64,
         )?;

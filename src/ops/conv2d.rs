@@ -124,29 +124,56 @@ impl Geometry {
         has_bias: bool,
         k_chunk: usize,
         split0: usize,
-    ) -> [u32; 19] {
-        [
-            batch as u32,
-            self.c as u32,
-            self.h as u32,
-            self.w as u32,
-            self.o as u32,
-            self.kh as u32,
-            self.kw as u32,
-            self.stride as u32,
-            self.pad as u32,
-            self.oh as u32,
-            self.ow as u32,
+    ) -> ConvParams {
+        ConvParams {
+            batch: batch as u32,
+            c: self.c as u32,
+            h: self.h as u32,
+            w: self.w as u32,
+            o: self.o as u32,
+            kh: self.kh as u32,
+            kw: self.kw as u32,
+            stride: self.stride as u32,
+            pad: self.pad as u32,
+            oh: self.oh as u32,
+            ow: self.ow as u32,
             x_base,
             y_base,
-            has_bias as u32,
-            k_chunk as u32,
-            split0 as u32,
+            has_bias: has_bias as u32,
+            k_chunk: k_chunk as u32,
+            split0: split0 as u32,
             // Channel range and accumulation: forward and backward_input fill them in.
-            0,
-            0,
-            0,
-        ]
+            ..ConvParams::default()
+        }
+    }
+}
+
+crate::kernel_params! {
+    /// `ConvParams` of shaders/common.wgsl, shared by conv2d.wgsl and conv2d_tiled.wgsl.
+    pub struct ConvParams {
+        batch: u32,
+        c: u32,
+        h: u32,
+        w: u32,
+        o: u32,
+        kh: u32,
+        kw: u32,
+        stride: u32,
+        pad: u32,
+        oh: u32,
+        ow: u32,
+        /// Element offsets of this launch inside its x / y bindings (batch-split launches).
+        x_base: u32,
+        y_base: u32,
+        has_bias: u32,
+        /// backward_weight: pixels per split, and the index of this launch's first split.
+        k_chunk: u32,
+        split0: u32,
+        /// forward / backward_input: the channel range this launch sums, and whether it adds to
+        /// the output (later launches of a split channel loop).
+        chan_begin: u32,
+        chan_end: u32,
+        accumulate: u32,
     }
 }
 
@@ -273,8 +300,12 @@ fn forward_into(
             1,
         ];
         for &(c0, len) in &ranges {
-            let mut params = g.params(n, xb, yb, bias.is_some(), 0, 0);
-            params[16..].copy_from_slice(&[c0 as u32, (c0 + len) as u32, (c0 > 0) as u32]);
+            let params = ConvParams {
+                chan_begin: c0 as u32,
+                chan_end: (c0 + len) as u32,
+                accumulate: (c0 > 0) as u32,
+                ..g.params(n, xb, yb, bias.is_some(), 0, 0)
+            };
             engine.dispatch(
                 shader(engine),
                 "forward",
@@ -305,8 +336,12 @@ fn backward_input(g: &Geometry, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
             1,
         ];
         for &(o0, len) in &ranges {
-            let mut params = g.params(n, xb, yb, false, 0, 0);
-            params[16..].copy_from_slice(&[o0 as u32, (o0 + len) as u32, (o0 > 0) as u32]);
+            let params = ConvParams {
+                chan_begin: o0 as u32,
+                chan_end: (o0 + len) as u32,
+                accumulate: (o0 > 0) as u32,
+                ..g.params(n, xb, yb, false, 0, 0)
+            };
             engine.dispatch(
                 shader(engine),
                 "backward_input",

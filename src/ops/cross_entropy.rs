@@ -85,8 +85,12 @@ pub(crate) fn forward_raw(
         } else {
             (0, &b[1..])
         };
-        let mut p = params(n, cols, scale, rows, r0, [b[0], tb, rest[0], rest[1]]);
-        p[9..].copy_from_slice(&[0, chunks as u32, rest[2]]);
+        let p = CrossEntropyParams {
+            chunk_len: 0,
+            chunks: chunks as u32,
+            part_base: rest[2],
+            ..params(n, cols, scale, rows, r0, [b[0], tb, rest[0], rest[1]])
+        };
         engine.dispatch_1d("cross_entropy", entry, &[], &p, bufs, n as u64)
     })?;
     let loss = sum_raw(&loss_rows, 1, rows, 1, 1.0 / rows as f32)?;
@@ -103,8 +107,12 @@ pub(crate) fn lse_partials(logits: &Tensor, scale: f32) -> Result<(Tensor, usize
     let part = Tensor::empty(engine, &[rows, 2 * chunks], DType::F32)?;
     let args = [(logits, cols), (&part, 2 * chunks)];
     for_row_windows(engine, "cross_entropy", rows, &args, |r0, n, bufs, b| {
-        let mut p = params(n, cols, scale, rows, r0, [b[0], 0, 0, 0]);
-        p[9..].copy_from_slice(&[chunk_len as u32, chunks as u32, b[1]]);
+        let p = CrossEntropyParams {
+            chunk_len: chunk_len as u32,
+            chunks: chunks as u32,
+            part_base: b[1],
+            ..params(n, cols, scale, rows, r0, [b[0], 0, 0, 0])
+        };
         let count = (n * chunks) as u64;
         engine.dispatch_1d("cross_entropy", "lse_partial", &[], &p, bufs, count)
     })?;
@@ -152,21 +160,40 @@ fn params(
     batch: usize,
     row0: usize,
     bases: [u32; 4],
-) -> [u32; 12] {
-    let [x, t, s, o] = bases;
-    let grad_scale = scale / batch as f32;
-    [
-        rows as u32,
-        cols as u32,
-        scale.to_bits(),
-        grad_scale.to_bits(),
-        row0 as u32,
-        x,
-        t,
-        s,
-        o,
-        0,
-        1,
-        0,
-    ]
+) -> CrossEntropyParams {
+    let [x_base, t_base, stats_base, out_base] = bases;
+    CrossEntropyParams {
+        rows: rows as u32,
+        cols: cols as u32,
+        scale,
+        grad_scale: scale / batch as f32,
+        row0: row0 as u32,
+        x_base,
+        t_base,
+        stats_base,
+        out_base,
+        chunk_len: 0,
+        chunks: 1,
+        part_base: 0,
+    }
+}
+
+crate::kernel_params! {
+    /// shaders/cross_entropy.wgsl.
+    pub struct CrossEntropyParams {
+        rows: u32,
+        cols: u32,
+        scale: f32,
+        grad_scale: f32,
+        /// The window's first row in the whole batch (for the diagonal targets).
+        row0: u32,
+        x_base: u32,
+        t_base: u32,
+        stats_base: u32,
+        out_base: u32,
+        /// lse_partial: columns per chunk and chunks per row; forward: chunks and partials' base.
+        chunk_len: u32,
+        chunks: u32,
+        part_base: u32,
+    }
 }

@@ -68,17 +68,16 @@ pub fn symmetric_eigenvalues(a: &Tensor) -> Result<Tensor> {
     let launches = plan_launches(d, budget);
     let count = launches.len();
     for (i, (step0, step1)) in launches.into_iter().enumerate() {
-        let params = [
-            d as u32,
-            (d + d % 2) as u32,
+        let params = EigenParams {
+            n: d as u32,
+            m: (d + d % 2) as u32,
             step0,
             step1,
-            (i == 0) as u32,
-            (i + 1 == count) as u32,
-            OFF_DIAGONAL_TOL.to_bits(),
-            0,
-            0,
-        ];
+            first: (i == 0) as u32,
+            last: (i + 1 == count) as u32,
+            tol: OFF_DIAGONAL_TOL,
+            ..EigenParams::default()
+        };
         engine.dispatch(
             "eigen",
             "jacobi",
@@ -158,17 +157,12 @@ pub fn effective_rank(z: &Tensor) -> Result<Tensor> {
     };
     let eigenvalues = symmetric_eigenvalues(&gram)?;
     let out = Tensor::empty(engine, &[1], DType::F32)?;
-    let params = [
-        k as u32,
-        0,
-        0,
-        0,
-        0,
-        0,
-        0,
-        (k.max(NOISE_FLOOR_MIN_DIMS) as f32 * f32::EPSILON).to_bits(),
-        RANKME_EPS.to_bits(),
-    ];
+    let params = EigenParams {
+        n: k as u32,
+        noise: k.max(NOISE_FLOOR_MIN_DIMS) as f32 * f32::EPSILON,
+        eps: RANKME_EPS,
+        ..EigenParams::default()
+    };
     engine.dispatch(
         "eigen",
         "effective_rank",
@@ -178,6 +172,23 @@ pub fn effective_rank(z: &Tensor) -> Result<Tensor> {
         [1, 1, 1],
     )?;
     Ok(out)
+}
+
+crate::kernel_params! {
+    /// shaders/eigen.wgsl: jacobi takes a d x d matrix (m = d rounded up to even for the
+    /// round-robin pairing), its sweep steps [step0, step1), and whether this launch starts or ends
+    /// the solve; effective_rank takes n eigenvalues, the noise floor and the entropy's eps.
+    pub struct EigenParams {
+        n: u32,
+        m: u32,
+        step0: u32,
+        step1: u32,
+        first: u32,
+        last: u32,
+        tol: f32,
+        noise: f32,
+        eps: f32,
+    }
 }
 
 fn check_side(op: &str, d: usize) -> Result<()> {

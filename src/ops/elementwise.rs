@@ -3,6 +3,7 @@
 
 use super::{check_f32, check_same_shape, chunks};
 use crate::error::Result;
+use crate::kernels::ElementwiseParams;
 use crate::tape;
 use crate::tensor::Tensor;
 
@@ -17,7 +18,10 @@ fn launch(entry: &str, inputs: &[&Tensor], out: &Tensor, scalar: u32) -> Result<
             "elementwise",
             entry,
             &[],
-            &[len as u32, scalar],
+            &ElementwiseParams {
+                n: len as u32,
+                a: scalar,
+            },
             &bufs,
             len as u64,
         )?;

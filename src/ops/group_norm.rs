@@ -8,11 +8,32 @@
 use super::check_f32;
 use super::moments::{
     check_affine, check_eps, group_grad_sums, group_stats, group_sum, run_chunked, Bind,
-    ChannelMap, GroupView,
+    ChannelMap, ChunkedParams, GroupView,
 };
 use crate::error::{Error, Result};
 use crate::tape;
 use crate::tensor::Tensor;
+
+crate::kernel_params! {
+    /// shaders/group_norm.wgsl: `rows` (sample, group) rows of `group_len` elements over
+    /// [N, channels, inner]; `n` and `start` are a launch's chunk (set by `run_chunked`).
+    pub struct GroupNormParams {
+        n: u32,
+        start: u32,
+        channels: u32,
+        inner: u32,
+        group_len: u32,
+        rows: u32,
+        has_gamma: u32,
+        has_beta: u32,
+    }
+}
+
+impl ChunkedParams for GroupNormParams {
+    fn set_chunk(&mut self, len: u32, start: u32) {
+        (self.n, self.start) = (len, start);
+    }
+}
 
 /// A tensor seen as [samples, channels, inner] with `groups` groups of channels per sample.
 #[derive(Clone, Copy, Debug)]
@@ -53,16 +74,16 @@ pub(crate) fn grouped_norm(
         cmul: per_group,
         bdiv: g.inner,
     };
-    let words = [
-        0,
-        0,
-        g.channels as u32,
-        g.inner as u32,
-        view.inner as u32,
-        view.groups as u32,
-        gamma.is_some() as u32,
-        beta.is_some() as u32,
-    ];
+    let words = GroupNormParams {
+        n: 0,
+        start: 0,
+        channels: g.channels as u32,
+        inner: g.inner as u32,
+        group_len: view.inner as u32,
+        rows: view.groups as u32,
+        has_gamma: gamma.is_some() as u32,
+        has_beta: beta.is_some() as u32,
+    };
     let stats = group_stats(x, view, eps)?;
     let out = x.empty_like()?;
     // A missing gamma or beta is never read; the statistics stand in for its binding.

@@ -104,8 +104,11 @@ fn against_queue(q_hat: &Tensor, k_hat: &Tensor, queue: &Tensor, scale: f32) -> 
     let loss_rows = Tensor::empty(engine, &[n], DType::F32)?;
     let args = [(&pos, 1), (&stats, 2), (&loss_rows, 1), (&part, 2 * chunks)];
     for_row_windows(engine, "info_nce", n, &args, |_, rows, bufs, b| {
-        let mut p = params(rows, negs, scale, n, d, [b[0], 0, b[1], b[2]]);
-        p[9..].copy_from_slice(&[chunks as u32, b[3]]);
+        let p = InfoNceParams {
+            chunks: chunks as u32,
+            part_base: b[3],
+            ..params(rows, negs, scale, n, d, [b[0], 0, b[1], b[2]])
+        };
         engine.dispatch_1d("info_nce", "pair_forward", &[], &p, bufs, rows as u64)
     })?;
     let loss = sum_raw(&loss_rows, 1, n, 1, 1.0 / n as f32)?;
@@ -178,22 +181,39 @@ fn params(
     batch: usize,
     cols: usize,
     bases: [u32; 4],
-) -> [u32; 11] {
-    let [pos, neg, stats, out] = bases;
-    let grad_scale = scale / batch as f32;
-    [
-        rows as u32,
-        negs as u32,
-        scale.to_bits(),
-        grad_scale.to_bits(),
-        pos,
-        neg,
-        stats,
-        out,
-        cols as u32,
-        1,
-        0,
-    ]
+) -> InfoNceParams {
+    let [pos_base, neg_base, stats_base, out_base] = bases;
+    InfoNceParams {
+        rows: rows as u32,
+        negs: negs as u32,
+        scale,
+        grad_scale: scale / batch as f32,
+        pos_base,
+        neg_base,
+        stats_base,
+        out_base,
+        cols: cols as u32,
+        chunks: 1,
+        part_base: 0,
+    }
+}
+
+crate::kernel_params! {
+    /// shaders/info_nce.wgsl.
+    pub struct InfoNceParams {
+        rows: u32,
+        negs: u32,
+        scale: f32,
+        grad_scale: f32,
+        pos_base: u32,
+        neg_base: u32,
+        stats_base: u32,
+        out_base: u32,
+        cols: u32,
+        /// Chunks of the negatives per row, and the base of their partial statistics.
+        chunks: u32,
+        part_base: u32,
+    }
 }
 
 /// Writes the rows of `keys` ([n, D]) into the ring buffer `queue` ([Q, D]) starting at row `pos`,

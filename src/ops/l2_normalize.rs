@@ -83,8 +83,11 @@ pub(crate) fn row_dot_raw(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let out = Tensor::empty(engine, &[rows * chunks], DType::F32)?;
     let args = [(a, cols), (b, cols), (&out, chunks)];
     for_row_windows(engine, "row_dot", rows, &args, |_, n, bufs, bases| {
-        let mut params = params(n, cols, [bases[0], bases[1], 0, 0, bases[2]]);
-        params[8..].copy_from_slice(&[chunk_len as u32, chunks as u32]);
+        let params = L2NormalizeParams {
+            chunk_len: chunk_len as u32,
+            chunks: chunks as u32,
+            ..params(n, cols, [bases[0], bases[1], 0, 0, bases[2]])
+        };
         let count = (n * chunks) as u64;
         engine.dispatch_1d("l2_normalize", "row_dot", &[], &params, bufs, count)
     })?;
@@ -139,20 +142,37 @@ fn normalize_backward_raw(y: &Tensor, sumsq: &Tensor, dy: &Tensor) -> Result<Ten
 
 /// The shader's parameter block: rows, cols, eps, then the bases of a, b, sumsq, dots, out, then
 /// row_dot's chunking (one chunk of all columns here).
-fn params(rows: usize, cols: usize, bases: [u32; 5]) -> [u32; 10] {
-    let [a, b, s, t, o] = bases;
-    [
-        rows as u32,
-        cols as u32,
-        L2_NORM_EPS.to_bits(),
-        a,
-        b,
-        s,
-        t,
-        o,
-        cols as u32,
-        1,
-    ]
+fn params(rows: usize, cols: usize, bases: [u32; 5]) -> L2NormalizeParams {
+    let [a_base, b_base, s_base, t_base, out_base] = bases;
+    L2NormalizeParams {
+        rows: rows as u32,
+        cols: cols as u32,
+        eps: L2_NORM_EPS,
+        a_base,
+        b_base,
+        s_base,
+        t_base,
+        out_base,
+        chunk_len: cols as u32,
+        chunks: 1,
+    }
+}
+
+crate::kernel_params! {
+    /// shaders/l2_normalize.wgsl.
+    pub struct L2NormalizeParams {
+        rows: u32,
+        cols: u32,
+        eps: f32,
+        a_base: u32,
+        b_base: u32,
+        s_base: u32,
+        t_base: u32,
+        out_base: u32,
+        /// Columns per chunk of a long row, and chunks per row.
+        chunk_len: u32,
+        chunks: u32,
+    }
 }
 
 /// Each row of an [N, D] matrix divided by its L2 norm (at least 1e-12).

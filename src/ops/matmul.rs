@@ -87,6 +87,27 @@ pub(crate) fn gemm_into(
     )))
 }
 
+crate::kernel_params! {
+    /// `GemmParams` of shaders/common.wgsl, shared by the three matmul kernels.
+    pub struct GemmParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        batch: u32,
+        a_stride: u32,
+        b_stride: u32,
+        c_stride: u32,
+        a_base: u32,
+        b_base: u32,
+        c_base: u32,
+        alpha: f32,
+        beta: f32,
+        /// This launch sums k in [k_begin, k_end) (long K is split over launches).
+        k_begin: u32,
+        k_end: u32,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn launch_windows(
     engine: &Engine,
@@ -147,22 +168,22 @@ fn dispatch(
     // A long K is summed in ranges, each launch adding its part into C (beta = 1 after the first).
     for (k0, len) in chunks(g.k, K_RANGE) {
         let beta = if k0 == 0 { beta } else { 1.0 };
-        let params = [
-            g.m as u32,
-            g.n as u32,
-            g.k as u32,
-            g.batch as u32,
-            (g.m * g.k) as u32,
-            (g.k * g.n) as u32,
-            (g.m * g.n) as u32,
-            bases[0],
-            bases[1],
-            bases[2],
-            alpha.to_bits(),
-            beta.to_bits(),
-            k0 as u32,
-            (k0 + len) as u32,
-        ];
+        let params = GemmParams {
+            m: g.m as u32,
+            n: g.n as u32,
+            k: g.k as u32,
+            batch: g.batch as u32,
+            a_stride: (g.m * g.k) as u32,
+            b_stride: (g.k * g.n) as u32,
+            c_stride: (g.m * g.n) as u32,
+            a_base: bases[0],
+            b_base: bases[1],
+            c_base: bases[2],
+            alpha,
+            beta,
+            k_begin: k0 as u32,
+            k_end: (k0 + len) as u32,
+        };
         engine.dispatch(shader, "matmul", &constants, &params, &bufs, grid)?;
     }
     Ok(())

@@ -40,6 +40,31 @@ pub use reduce::{mean, mean_axis, sum, sum_axis};
 pub use weight_std::weight_std;
 
 use crate::engine::{BufSlice, Engine};
+use crate::kernels::KernelAbi;
+
+/// The parameter struct of each op shader, for the test that holds them against the WGSL
+/// (`tests/kernel_abi.rs`); `true` where the kernels are launched 1-D (`pitch` appended).
+pub const KERNEL_ABI: &[KernelAbi] = &[
+    KernelAbi::of::<crate::kernels::ElementwiseParams>("elementwise", true),
+    KernelAbi::of::<reduce::ReduceParams>("reduce", true),
+    KernelAbi::of::<bias::BiasParams>("bias", true),
+    KernelAbi::of::<l2_normalize::L2NormalizeParams>("l2_normalize", true),
+    KernelAbi::of::<byol_loss::ByolLossParams>("byol_loss", true),
+    KernelAbi::of::<cross_entropy::CrossEntropyParams>("cross_entropy", true),
+    KernelAbi::of::<info_nce::InfoNceParams>("info_nce", true),
+    KernelAbi::of::<nt_xent::MaskParams>("nt_xent", true),
+    KernelAbi::of::<concat::CopyParams>("concat", true),
+    KernelAbi::of::<moments::MomentsParams>("moments", true),
+    KernelAbi::of::<batch_norm::BatchNormParams>("batch_norm", true),
+    KernelAbi::of::<group_norm::GroupNormParams>("group_norm", true),
+    KernelAbi::of::<conv2d::ConvParams>("conv2d", false),
+    KernelAbi::of::<conv2d::ConvParams>("conv2d_tiled", false),
+    KernelAbi::of::<pooling::PoolParams>("pooling", true),
+    KernelAbi::of::<matmul::GemmParams>("matmul_blocked", false),
+    KernelAbi::of::<matmul::GemmParams>("matmul_tiled", false),
+    KernelAbi::of::<matmul::GemmParams>("matmul_vec4", false),
+    KernelAbi::of::<eigen::EigenParams>("eigen", false),
+];
 use crate::error::{Error, Result};
 use crate::tape;
 use crate::tensor::{DType, Tensor};

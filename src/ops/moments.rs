@@ -158,9 +158,6 @@ fn partial_words(view: GroupView, launches: &[Launch], width: usize) -> usize {
     width * view.groups * launches.iter().map(|l| l.chunks).max().unwrap_or(1)
 }
 
-/// Where `params` puts the per-group element count.
-const COUNT_WORD: usize = 8;
-
 /// The parameter block of moments.wgsl (without the pitch `dispatch_1d` appends).
 fn params(
     view: GroupView,
@@ -168,30 +165,60 @@ fn params(
     x_base: u32,
     eps: f32,
     map: Option<ChannelMap>,
-) -> [u32; 16] {
+) -> MomentsParams {
     let m = map.unwrap_or(ChannelMap {
         gmod: 1,
         cmul: 0,
         bdiv: 1,
     });
-    [
-        view.groups as u32,
-        view.inner as u32,
-        l.g0 as u32,
-        l.ng as u32,
-        l.span as u32,
-        l.chunk_len as u32,
-        l.chunks as u32,
+    MomentsParams {
+        groups: view.groups as u32,
+        inner: view.inner as u32,
+        g0: l.g0 as u32,
+        ng: l.ng as u32,
+        span: l.span as u32,
+        chunk_len: l.chunk_len as u32,
+        chunks: l.chunks as u32,
         x_base,
-        view.count() as u32,
-        eps.to_bits(),
-        m.gmod as u32,
-        m.cmul as u32,
-        m.bdiv as u32,
-        map.is_some() as u32,
-        l.first as u32,
-        l.last as u32,
-    ]
+        count: view.count() as u32,
+        eps,
+        gmod: m.gmod as u32,
+        cmul: m.cmul as u32,
+        bdiv: m.bdiv as u32,
+        has_gamma: map.is_some() as u32,
+        first: l.first as u32,
+        last: l.last as u32,
+    }
+}
+
+crate::kernel_params! {
+    /// shaders/moments.wgsl: per-group statistics of [outer, groups, inner] over one launch's
+    /// groups [g0, g0 + ng), each in chunks; the channel map of a gamma-weighted reduction.
+    pub struct MomentsParams {
+        groups: u32,
+        inner: u32,
+        g0: u32,
+        ng: u32,
+        span: u32,
+        chunk_len: u32,
+        chunks: u32,
+        x_base: u32,
+        count: u32,
+        eps: f32,
+        gmod: u32,
+        cmul: u32,
+        bdiv: u32,
+        has_gamma: u32,
+        /// Whether this launch is the first / last over the outer axis (start or finish the sums).
+        first: u32,
+        last: u32,
+    }
+}
+
+/// The parameter block of an elementwise kernel that `run_chunked` launches chunk by chunk: it
+/// sets each chunk's length and first element.
+pub(crate) trait ChunkedParams: crate::kernels::KernelParams {
+    fn set_chunk(&mut self, len: u32, start: u32);
 }
 
 /// Mean and variance per group of `x` (f32) seen as `view`: a [4 * groups] tensor holding the mean,
@@ -265,8 +292,10 @@ pub(crate) fn group_sum(t: &Tensor, view: GroupView) -> Result<Tensor> {
     let out = Tensor::empty(engine, &[view.groups], DType::F32)?;
     for l in &launches {
         let (ts, tb) = window(engine, t, l.start, l.len);
-        let mut words = params(view, l, tb, 0.0, None);
-        words[COUNT_WORD] = 1; // the mean over a count of 1 is the plain sum
+        let words = MomentsParams {
+            count: 1, // the mean over a count of 1 is the plain sum
+            ..params(view, l, tb, 0.0, None)
+        };
         let n = (l.ng * l.chunks) as u64;
         engine.dispatch_1d(
             "moments",
@@ -290,12 +319,12 @@ pub(crate) enum Bind<'a> {
 }
 
 /// Runs an elementwise `entry` of `shader` over `numel` elements in chunks that fit one binding.
-/// `params` starts with two words the launch fills in: the chunk's length and its first element.
-pub(crate) fn run_chunked(
+/// Each launch sets its chunk's length and first element in `params`.
+pub(crate) fn run_chunked<P: ChunkedParams>(
     shader: &'static str,
     entry: &str,
     numel: usize,
-    params: &[u32],
+    params: &P,
     binds: &[Bind],
 ) -> Result<()> {
     let Some(first) = binds.first() else {
@@ -304,11 +333,10 @@ pub(crate) fn run_chunked(
     let engine = match first {
         Bind::Chunk(t) | Bind::Whole(t) => t.engine(),
     };
-    let mut words = params.to_vec();
+    let mut words = *params;
     let max = engine.max_binding_words() as usize;
     for (start, len) in super::chunks(numel, max) {
-        words[0] = len as u32;
-        words[1] = start as u32;
+        words.set_chunk(len as u32, start as u32);
         let bufs: Vec<_> = binds
             .iter()
             .map(|b| match b {

@@ -44,20 +44,32 @@ pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f32) -> Result<Tensor> {
     Ok(loss)
 }
 
+crate::kernel_params! {
+    /// shaders/nt_xent.wgsl: `rows` rows of [2n, 2n] logits from row `row0`, `half` = n.
+    pub struct MaskParams {
+        rows: u32,
+        cols: u32,
+        half: u32,
+        row0: u32,
+        base: u32,
+        masked: f32,
+    }
+}
+
 /// Overwrites each row's self-similarity, column (row + n) mod 2n of the [2n, 2n] logits.
 fn mask_self(logits: &Tensor, n: usize, masked: f32) -> Result<()> {
     let (rows, cols) = matrix_dims("nt_xent", logits)?;
     let engine = logits.engine();
     let args = [(logits, cols)];
     for_row_windows(engine, "nt_xent", rows, &args, |r0, count, bufs, b| {
-        let p = [
-            count as u32,
-            cols as u32,
-            n as u32,
-            r0 as u32,
-            b[0],
-            masked.to_bits(),
-        ];
+        let p = MaskParams {
+            rows: count as u32,
+            cols: cols as u32,
+            half: n as u32,
+            row0: r0 as u32,
+            base: b[0],
+            masked,
+        };
         engine.dispatch_1d("nt_xent", "mask_self", &[], &p, bufs, count as u64)
     })
 }

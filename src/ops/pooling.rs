@@ -21,19 +21,19 @@ struct PoolGeometry {
 }
 
 impl PoolGeometry {
-    fn params(&self, planes: usize, x_base: u32, y_base: u32) -> [u32; 10] {
-        [
-            planes as u32,
-            self.h as u32,
-            self.w as u32,
-            self.oh as u32,
-            self.ow as u32,
-            self.k as u32,
-            self.stride as u32,
-            self.pad as u32,
+    fn params(&self, planes: usize, x_base: u32, y_base: u32) -> PoolParams {
+        PoolParams {
+            planes: planes as u32,
+            h: self.h as u32,
+            w: self.w as u32,
+            oh: self.oh as u32,
+            ow: self.ow as u32,
+            k: self.k as u32,
+            stride: self.stride as u32,
+            pad: self.pad as u32,
             x_base,
             y_base,
-        ]
+        }
     }
 
     /// Runs `f(first_plane, planes)` over groups of planes whose input and output fit one binding.
@@ -56,6 +56,22 @@ impl PoolGeometry {
             p0 += n;
         }
         Ok(())
+    }
+}
+
+crate::kernel_params! {
+    /// shaders/pooling.wgsl: `planes` maps of h x w pooled to oh x ow by k x k windows.
+    pub struct PoolParams {
+        planes: u32,
+        h: u32,
+        w: u32,
+        oh: u32,
+        ow: u32,
+        k: u32,
+        stride: u32,
+        pad: u32,
+        x_base: u32,
+        y_base: u32,
     }
 }
 

@@ -10,6 +10,21 @@ use crate::error::{Error, Result};
 use crate::tape;
 use crate::tensor::{DType, Tensor};
 
+crate::kernel_params! {
+    /// shaders/reduce.wgsl: sums over the middle axis of [outer, axis, inner] in chunks of
+    /// `chunk_len`, times `scale`.
+    pub struct ReduceParams {
+        outer: u32,
+        axis: u32,
+        inner: u32,
+        chunk_len: u32,
+        chunks: u32,
+        scale: f32,
+        x_base: u32,
+        out_base: u32,
+    }
+}
+
 /// Invocations a reduction launch should have at least, before chunking the axis pays off.
 const TARGET_INVOCATIONS: usize = 16384;
 
@@ -106,16 +121,16 @@ fn launch(
         let n = per.min(outer - o0);
         let (xs, xb) = window(engine, x, o0 * x_slab, n * x_slab);
         let (os, ob) = window(engine, out, o0 * out_slab, n * out_slab);
-        let params = [
-            n as u32,
-            axis as u32,
-            inner as u32,
-            chunk_len as u32,
-            chunks as u32,
-            scale.to_bits(),
-            xb,
-            ob,
-        ];
+        let params = ReduceParams {
+            outer: n as u32,
+            axis: axis as u32,
+            inner: inner as u32,
+            chunk_len: chunk_len as u32,
+            chunks: chunks as u32,
+            scale,
+            x_base: xb,
+            out_base: ob,
+        };
         engine.dispatch_1d(
             "reduce",
             entry,

@@ -16,6 +16,10 @@ use crate::params::ParamSet;
 use crate::tensor::{DType, Tensor};
 
 pub mod ema;
+
+/// The optimizer shader's parameter struct (see `ops::KERNEL_ABI`).
+pub const KERNEL_ABI: &[crate::kernels::KernelAbi] =
+    &[crate::kernels::KernelAbi::of::<OptimParams>("optim", true)];
 pub use ema::{ema_update, ema_update_tensors};
 
 /// Longest chunk one workgroup updates (`CHUNK` in shaders/optim.wgsl).
@@ -27,20 +31,35 @@ const TRUST: u32 = 4;
 /// BYOL's LARS trust coefficient.
 pub const LARS_ETA: f32 = 0.001;
 
-/// The kernel parameter block: count, base, then the scalars lr, momentum, weight_decay, eta, tau,
-/// then lars_trust's rounds (0 here: it fills them in).
-pub(crate) fn kernel_params(count: usize, base: usize, scalars: [f32; 5]) -> [u32; 8] {
-    let [lr, momentum, weight_decay, eta, tau] = scalars.map(f32::to_bits);
-    [
-        count as u32,
-        base as u32,
+crate::kernel_params! {
+    /// shaders/optim.wgsl: `count` chunk-table entries from `base` (or `count` elements for the
+    /// EMA), the update's scalars, and lars_trust's rounds of 256 chunks.
+    pub struct OptimParams {
+        count: u32,
+        base: u32,
+        lr: f32,
+        momentum: f32,
+        weight_decay: f32,
+        eta: f32,
+        tau: f32,
+        rounds: u32,
+    }
+}
+
+/// The parameter block for `count` entries from `base` with the scalars lr, momentum,
+/// weight_decay, eta, tau (lars_trust sets its rounds itself).
+pub(crate) fn kernel_params(count: usize, base: usize, scalars: [f32; 5]) -> OptimParams {
+    let [lr, momentum, weight_decay, eta, tau] = scalars;
+    OptimParams {
+        count: count as u32,
+        base: base as u32,
         lr,
         momentum,
         weight_decay,
         eta,
         tau,
-        0,
-    ]
+        rounds: 0,
+    }
 }
 
 fn check_finite(what: &str, v: f32) -> Result<()> {
@@ -285,8 +304,10 @@ impl Optimizer {
         };
         per_window("norm_partials", false, Some(partials.slice()))?;
         if let Some((norm_table, count, rounds)) = &plan.norms {
-            let mut p = kernel_params(*count, 0, scalars);
-            p[7] = *rounds as u32;
+            let p = OptimParams {
+                rounds: *rounds as u32,
+                ..kernel_params(*count, 0, scalars)
+            };
             engine.dispatch_1d(
                 "optim",
                 "lars_trust",
