@@ -18,6 +18,8 @@ pub enum Error {
     Io(String),
     /// Training produced a NaN or infinite loss (the last good checkpoint is kept).
     Diverged(String),
+    /// The user stopped a run (Ctrl-C or SIGTERM) after its state was saved.
+    Interrupted(String),
 }
 
 impl fmt::Display for Error {
@@ -30,6 +32,7 @@ impl fmt::Display for Error {
             Error::Shader(m) => write!(f, "shader error: {m}"),
             Error::Io(m) => write!(f, "I/O error: {m}"),
             Error::Diverged(m) => write!(f, "training diverged: {m}"),
+            Error::Interrupted(m) => write!(f, "interrupted: {m}"),
         }
     }
 }

@@ -50,10 +50,14 @@ fn main() -> ExitCode {
         Command::Adapters => adapters(cli.adapter.as_deref()),
         Command::Info => info(cli.adapter.as_deref()),
         Command::Train(args) => {
-            let given = matches
-                .subcommand_matches("train")
-                .map(given_flags)
-                .unwrap_or_default();
+            let command = Cli::command();
+            let given = match (
+                matches.subcommand_matches("train"),
+                command.find_subcommand("train"),
+            ) {
+                (Some(m), Some(c)) => given_flags(m, c),
+                _ => Vec::new(),
+            };
             byol::cli::train::run(&args, cli.adapter.as_deref(), &given)
         }
         Command::Eval(args) => byol::cli::train::eval(&args, cli.adapter.as_deref()),
@@ -62,6 +66,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Not a failure: the state is saved; 130 is the shell's code for "stopped by Ctrl-C".
+        Err(e @ byol::Error::Interrupted(_)) => {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -69,11 +78,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The flags (by field name) that the command line itself set, not their defaults.
-fn given_flags(m: &clap::ArgMatches) -> Vec<String> {
-    m.ids()
-        .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
-        .map(|id| id.to_string())
+/// The flags of `command` (by field name) that the command line itself set, not their defaults.
+fn given_flags(m: &clap::ArgMatches, command: &clap::Command) -> Vec<String> {
+    command
+        .get_arguments()
+        .map(|a| a.get_id().as_str())
+        .filter(|id| m.value_source(id) == Some(ValueSource::CommandLine))
+        .map(str::to_string)
         .collect()
 }
 

@@ -4,10 +4,14 @@ use crate::error::{Error, Result};
 use crate::nn::{EncoderNorm, NormKind, Stem};
 use crate::ssl::Method;
 use crate::train::config::{AugmentPreset, EvalProtocol, OptimizerKind};
+use crate::train::RunControl;
 use crate::train::{self, TrainConfig};
 use crate::{Engine, EngineOptions};
 use clap::Args;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The one set of defaults: every flag's default is `TrainConfig::default()`'s.
 fn d() -> TrainConfig {
@@ -125,6 +129,10 @@ pub struct TrainArgs {
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
+    /// Also save a checkpoint mid-epoch at least every this many minutes of training (0: only at
+    /// epoch ends). A run resumed from one continues exactly where it stopped.
+    #[arg(long, default_value_t = 5.0)]
+    pub checkpoint_minutes: f64,
 }
 
 /// Flags that may accompany --resume: they do not change what was trained.
@@ -136,6 +144,7 @@ const RESUME_FLAGS: &[&str] = &[
     "log_every",
     "quiet",
     "resume",
+    "checkpoint_minutes",
 ];
 
 impl TrainArgs {
@@ -206,7 +215,8 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, given: &[String]) -> Result<
         if !ignored.is_empty() {
             return Err(Error::Invalid(format!(
                 "--resume continues a run with its own config.json; these flags would be ignored: {} \
-                 (only --epochs, --eval-every, --eval-images, --eval-protocol and --log-every may be given)",
+                 (only --epochs, --eval-every, --eval-images, --eval-protocol, --log-every and \
+                 --checkpoint-minutes may be given)",
                 ignored.join(", ")
             )));
         }
@@ -271,7 +281,20 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, given: &[String]) -> Result<
             cfg.batch_size
         );
     }
-    let metrics = train::train(&engine, &cfg, &out, resume, !args.quiet)?;
+    if !(args.checkpoint_minutes >= 0.0 && args.checkpoint_minutes.is_finite()) {
+        return Err(Error::Invalid(format!(
+            "--checkpoint-minutes {} must be a number of minutes, 0 or more",
+            args.checkpoint_minutes
+        )));
+    }
+    let ctl = RunControl {
+        progress: !args.quiet,
+        stop: Some(stop_on_signal()),
+        checkpoint_every: (args.checkpoint_minutes > 0.0)
+            .then(|| Duration::from_secs_f64(args.checkpoint_minutes * 60.0)),
+        ..RunControl::default()
+    };
+    let metrics = train::train_with(&engine, &cfg, &out, resume, &ctl)?;
     if let Some(last) = metrics.last() {
         println!(
             "done: {} epochs, loss {:.4}, cos+ {:.4}, cos- {:.4}{}; metrics in {}",
@@ -286,6 +309,25 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, given: &[String]) -> Result<
         );
     }
     Ok(())
+}
+
+/// A flag that the first Ctrl-C (SIGINT) or SIGTERM sets: the run finishes its step, saves a
+/// checkpoint and exits. A second one exits at once; checkpoints are written through a temporary
+/// file and a rename, so that never leaves a broken one.
+fn stop_on_signal() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted again: exiting now; the last checkpoint is intact");
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step to save a checkpoint (Ctrl-C again to quit at once)");
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: Ctrl-C will not save a checkpoint ({e})");
+    }
+    stop
 }
 
 /// Flags of `byol eval`.

@@ -39,6 +39,20 @@ pub struct Diagnostics {
     steps: usize,
 }
 
+/// An epoch's diagnostics so far, read back for a mid-epoch checkpoint; restored exactly (the f32
+/// sums as they were), so a resumed epoch reports what the uninterrupted one would.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SavedDiagnostics {
+    pub steps: usize,
+    pub pairs_pos: f64,
+    pub pairs_neg: f64,
+    /// [positive cosines, all pairs' cosines, losses], summed over the epoch's steps.
+    pub sums: [f32; 3],
+    /// The last batch's per-dimension mean and mean square, and its outputs [N, D].
+    pub last_moments: (Vec<f32>, Vec<f32>),
+    pub last_z: (Vec<f32>, Vec<usize>),
+}
+
 /// What `Diagnostics::finish` reports.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DiagnosticValues {
@@ -79,6 +93,69 @@ impl Diagnostics {
         self.last_z = Some(z.clone());
         self.steps += 1;
         Ok(())
+    }
+
+    /// Reads the epoch's running state back (for a checkpoint); changes nothing.
+    pub fn save(&self) -> Result<SavedDiagnostics> {
+        let read = |t: &Option<Tensor>| -> Result<f32> {
+            Ok(t.as_ref().map(|t| t.item()).transpose()?.unwrap_or(0.0))
+        };
+        let moments = match &self.last_moments {
+            Some((m, m2)) => (m.to_vec()?, m2.to_vec()?),
+            None => (Vec::new(), Vec::new()),
+        };
+        let last_z = match &self.last_z {
+            Some(z) => (z.to_vec()?, z.shape().to_vec()),
+            None => (Vec::new(), Vec::new()),
+        };
+        Ok(SavedDiagnostics {
+            steps: self.steps,
+            pairs_pos: self.pairs_pos,
+            pairs_neg: self.pairs_neg,
+            sums: [
+                read(&self.pos_sum)?,
+                read(&self.all_sum)?,
+                read(&self.loss_sum)?,
+            ],
+            last_moments: moments,
+            last_z,
+        })
+    }
+
+    /// The state `save` read, back on the GPU.
+    pub fn restore(engine: &crate::engine::Engine, saved: &SavedDiagnostics) -> Result<Self> {
+        if saved.steps == 0 {
+            return Ok(Diagnostics::default());
+        }
+        let scalar = |v: f32| Tensor::from_slice(engine, &[v], &[1]).map(Some);
+        let d = saved.last_moments.0.len();
+        let last_moments = if d > 0 && saved.last_moments.1.len() == d {
+            Some((
+                Tensor::from_slice(engine, &saved.last_moments.0, &[d])?,
+                Tensor::from_slice(engine, &saved.last_moments.1, &[d])?,
+            ))
+        } else {
+            None
+        };
+        let last_z = if saved.last_z.1.is_empty() {
+            None
+        } else {
+            Some(Tensor::from_slice(
+                engine,
+                &saved.last_z.0,
+                &saved.last_z.1,
+            )?)
+        };
+        Ok(Diagnostics {
+            pos_sum: scalar(saved.sums[0])?,
+            all_sum: scalar(saved.sums[1])?,
+            pairs_pos: saved.pairs_pos,
+            pairs_neg: saved.pairs_neg,
+            last_moments,
+            last_z,
+            loss_sum: scalar(saved.sums[2])?,
+            steps: saved.steps,
+        })
     }
 
     /// Reads back the three sums, the last batch's two moment vectors and its effective rank

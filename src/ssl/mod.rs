@@ -4,7 +4,7 @@
 pub mod diagnostics;
 pub mod model;
 
-pub use diagnostics::{centered_effective_rank, DiagnosticValues, Diagnostics};
+pub use diagnostics::{centered_effective_rank, DiagnosticValues, Diagnostics, SavedDiagnostics};
 pub use model::{ModelConfig, SslModel, StepOutput};
 
 use crate::error::{Error, Result};

@@ -18,10 +18,12 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::ssl::{DiagnosticValues, SslModel};
 use serde::Serialize;
+use std::io::IsTerminal;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One line of `metrics.jsonl`.
 #[derive(Serialize, Clone, Debug)]
@@ -54,7 +56,11 @@ pub fn train(
     resume: bool,
     progress: bool,
 ) -> Result<Vec<EpochMetrics>> {
-    train_until(engine, cfg, out, resume, progress, None)
+    let ctl = RunControl {
+        progress,
+        ..RunControl::default()
+    };
+    train_with(engine, cfg, out, resume, &ctl)
 }
 
 /// As [`train`], but stops (as if interrupted) once `stop_after` epochs are done.
@@ -66,6 +72,41 @@ pub fn train_until(
     progress: bool,
     stop_after: Option<usize>,
 ) -> Result<Vec<EpochMetrics>> {
+    let ctl = RunControl {
+        progress,
+        stop_after_epochs: stop_after,
+        ..RunControl::default()
+    };
+    train_with(engine, cfg, out, resume, &ctl)
+}
+
+/// How a run is driven beyond its config: what it prints, when it saves, when it stops.
+#[derive(Clone, Debug, Default)]
+pub struct RunControl {
+    /// Progress on stderr: from the first step, refreshed about every second on a terminal (a
+    /// line every ten seconds, or every `log_every` steps, otherwise).
+    pub progress: bool,
+    /// Stop (as if interrupted, with the epoch's checkpoint written) after this many epochs.
+    pub stop_after_epochs: Option<usize>,
+    /// Stop after this many steps of the run, saving a mid-epoch checkpoint (as a signal does).
+    pub stop_after_steps: Option<usize>,
+    /// Checked after every step (a Ctrl-C handler sets it): the run saves a mid-epoch checkpoint
+    /// and returns `Error::Interrupted`.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// A mid-epoch checkpoint at least this often (besides the one at every epoch's end).
+    pub checkpoint_every: Option<Duration>,
+}
+
+/// Trains as `cfg` says under `ctl`, writing into `out`; with `resume`, continues from `out`'s
+/// checkpoint, mid-epoch if it was written mid-epoch, to the same results as an uninterrupted run.
+pub fn train_with(
+    engine: &Engine,
+    cfg: &TrainConfig,
+    out: &Path,
+    resume: bool,
+    ctl: &RunControl,
+) -> Result<Vec<EpochMetrics>> {
+    let progress = ctl.progress;
     cfg.validate()?;
     std::fs::create_dir_all(out)
         .map_err(|e| Error::Io(format!("creating {}: {e}", out.display())))?;
@@ -74,13 +115,19 @@ pub fn train_until(
     let ckpt_path = out.join("checkpoint.bin");
     let steps_per_epoch = cfg.steps_per_epoch(Loader::batches_in(set.len(), cfg.batch_size, true));
     let mut trainer = Trainer::new(engine, cfg, steps_per_epoch)?;
-    let start_epoch = if resume {
-        state::restore(&ckpt_path, cfg, &mut trainer)?
+    let metrics_path = out.join("metrics.jsonl");
+    let at = if resume {
+        let at = state::restore(&ckpt_path, cfg, &mut trainer)?;
+        // A kill between a checkpoint and its metrics line, or after a line whose checkpoint was
+        // never written, must not leave the two disagreeing: keep the checkpoint's epochs only.
+        truncate_metrics(&metrics_path, at.epoch)?;
+        at
     } else {
         // A fresh run starts a fresh metrics file.
-        let _ = std::fs::remove_file(out.join("metrics.jsonl"));
-        0
+        let _ = std::fs::remove_file(&metrics_path);
+        state::Position::default()
     };
+    let start_epoch = at.epoch;
     // Written (again, on resume) so that it always holds the settings in force, e.g. a raised
     // --epochs; through a temporary file and a rename, so it is never half-written.
     write_config(out, cfg)?;
@@ -100,17 +147,28 @@ pub fn train_until(
         loader_opts,
         LoaderPosition {
             epoch: start_epoch,
-            index: 0,
+            index: at.in_epoch * cfg.batch_size,
         },
     )?;
     let total_steps = steps_per_epoch * cfg.epochs;
     let mut all = Vec::new();
-    let end_epoch = stop_after.map_or(cfg.epochs, |s| s.min(cfg.epochs));
+    let end_epoch = ctl
+        .stop_after_epochs
+        .map_or(cfg.epochs, |s| s.min(cfg.epochs));
+    let mut printer = Progress::new(progress, cfg.log_every);
+    let mut last_save = Instant::now();
     for epoch in start_epoch..end_epoch {
+        // A run resumed mid-epoch carries on with that epoch's count, images and diagnostics.
+        let resumed = epoch == start_epoch && at.in_epoch > 0;
+        let (mut in_epoch, mut seen, carried) = if resumed {
+            trainer.restore_diagnostics(engine, &at.diagnostics)?;
+            (at.in_epoch, at.seen, at.epoch_seconds)
+        } else {
+            (0, 0, 0.0)
+        };
         let t0 = Instant::now();
-        let mut seen = 0usize;
+        let elapsed = |t0: Instant| carried + t0.elapsed().as_secs_f64();
         let (mut last_lr, mut last_tau) = trainer.schedule_now();
-        let mut in_epoch = 0;
         for batch in loader.epoch_batches() {
             if in_epoch >= steps_per_epoch {
                 continue; // drain the rest of a capped epoch
@@ -122,25 +180,53 @@ pub fn train_until(
             seen += batch.indices.len();
             in_epoch += 1;
             let step = trainer.step_count();
-            if progress && (in_epoch % cfg.log_every.max(1) == 0 || in_epoch == steps_per_epoch) {
+            if printer.due(in_epoch == steps_per_epoch) {
                 let loss = done.loss.item()? as f64;
                 check_finite(loss, epoch, step)?;
-                let rate = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                let rate = seen as f64 / elapsed(t0).max(1e-9);
                 let remaining =
                     (total_steps - step) as f64 * cfg.batch_size as f64 / rate.max(1e-9);
-                eprint!(
-                    "\repoch {}/{} step {in_epoch}/{steps_per_epoch} loss {loss:.4} {rate:.1} img/s ETA {}   ",
+                printer.print(&format!(
+                    "epoch {}/{} step {in_epoch}/{steps_per_epoch} loss {loss:.4} {rate:.1} img/s ETA {}",
                     epoch + 1,
                     cfg.epochs,
                     format_secs(remaining)
-                );
+                ));
+            }
+            let stop_asked = ctl.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
+                || ctl.stop_after_steps.is_some_and(|n| step >= n);
+            let save_due = ctl
+                .checkpoint_every
+                .is_some_and(|every| last_save.elapsed() >= every);
+            if in_epoch < steps_per_epoch && (stop_asked || save_due) {
+                // Read back and check the loss first: a diverged state is never saved.
+                check_finite(done.loss.item()? as f64, epoch, step)?;
+                let here = state::Position {
+                    epoch,
+                    in_epoch,
+                    seen,
+                    epoch_seconds: elapsed(t0),
+                    diagnostics: trainer.save_diagnostics()?,
+                };
+                state::save(&ckpt_path, cfg, &trainer, &here)?;
+                last_save = Instant::now();
+                if stop_asked {
+                    printer.finish_line();
+                    return Err(Error::Interrupted(format!(
+                        "stopped in epoch {} at step {in_epoch}/{steps_per_epoch} ({step} steps in all); \
+                         the checkpoint in {} holds it: continue with --resume {}",
+                        epoch + 1,
+                        out.display(),
+                        out.display()
+                    )));
+                }
             }
         }
         engine.flush()?;
         let d: DiagnosticValues = trainer.finish_epoch()?;
         let step = trainer.step_count();
         check_finite(d.loss, epoch, step)?;
-        let seconds = t0.elapsed().as_secs_f64();
+        let seconds = elapsed(t0);
         let evaluation = if cfg.eval_every > 0
             && ((epoch + 1) % cfg.eval_every == 0 || epoch + 1 == cfg.epochs)
         {
@@ -166,7 +252,7 @@ pub fn train_until(
             collapsed: d.cos_neg > 0.99,
         };
         if progress {
-            eprintln!();
+            printer.finish_line();
             eprintln!(
                 "epoch {}: loss {:.4}  cos+ {:.4}  cos- {:.4}  std {:.4} (1/sqrt(d) {:.4})  rank {:.1}{}  {:.1} img/s",
                 m.epoch,
@@ -186,8 +272,16 @@ pub fn train_until(
                 );
             }
         }
-        append_metrics(&out.join("metrics.jsonl"), &m)?;
-        state::save(&ckpt_path, cfg, &trainer, epoch + 1)?;
+        // The checkpoint first, then its metrics line: a kill in between leaves a line missing,
+        // which the resumed run writes (a line without its checkpoint would be written twice).
+        state::save(
+            &ckpt_path,
+            cfg,
+            &trainer,
+            &state::Position::end_of(epoch + 1),
+        )?;
+        last_save = Instant::now();
+        append_metrics(&metrics_path, &m)?;
         all.push(m);
     }
     Ok(all)
@@ -228,6 +322,84 @@ fn write_config(out: &Path, cfg: &TrainConfig) -> Result<()> {
             let _ = std::fs::remove_file(&tmp);
             Error::Io(format!("writing {}: {e}", path.display()))
         })
+}
+
+/// Keeps the lines of `metrics.jsonl` up to `epochs` (those the checkpoint holds), rewritten
+/// through a temporary file; a missing file is fine.
+fn truncate_metrics(path: &Path, epochs: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let keep: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["epoch"].as_u64())
+                .is_some_and(|e| e as usize <= epochs)
+        })
+        .collect();
+    if keep.len() == text.lines().count() {
+        return Ok(());
+    }
+    let tmp = path.with_extension("jsonl.tmp");
+    let body: String = keep.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(&tmp, body)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::Io(format!("rewriting {}: {e}", path.display())))
+}
+
+/// The progress line: on a terminal one line rewritten about every second, elsewhere a line every
+/// ten seconds or every `log_every` steps; always at the run's first step and an epoch's last.
+struct Progress {
+    on: bool,
+    tty: bool,
+    log_every: usize,
+    steps: usize,
+    last: Option<Instant>,
+    open_line: bool,
+}
+
+impl Progress {
+    fn new(on: bool, log_every: usize) -> Progress {
+        Progress {
+            on,
+            tty: std::io::stderr().is_terminal(),
+            log_every: log_every.max(1),
+            steps: 0,
+            last: None,
+            open_line: false,
+        }
+    }
+
+    /// Counts a step; whether a line should be printed after it.
+    fn due(&mut self, epoch_end: bool) -> bool {
+        self.steps += 1;
+        if !self.on {
+            return false;
+        }
+        let every = Duration::from_secs(if self.tty { 1 } else { 10 });
+        let by_time = self.last.is_none_or(|t| t.elapsed() >= every);
+        by_time || epoch_end || (!self.tty && self.steps.is_multiple_of(self.log_every))
+    }
+
+    fn print(&mut self, line: &str) {
+        self.last = Some(Instant::now());
+        if self.tty {
+            eprint!("\r{line}   ");
+            self.open_line = true;
+        } else {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Ends a rewritten line before other output.
+    fn finish_line(&mut self) {
+        if self.open_line {
+            eprintln!();
+            self.open_line = false;
+        }
+    }
 }
 
 fn append_metrics(path: &Path, m: &EpochMetrics) -> Result<()> {

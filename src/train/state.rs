@@ -3,13 +3,36 @@
 use super::checkpoint;
 use super::{TrainConfig, Trainer};
 use crate::error::{Error, Result};
-use crate::ssl::SslModel;
+use crate::ssl::{SavedDiagnostics, SslModel};
 use serde_json::json;
 use std::path::Path;
 
-/// Saves everything needed to continue the trainer's run after `epoch` epochs.
-pub fn save(path: &Path, cfg: &TrainConfig, trainer: &Trainer, epoch: usize) -> Result<()> {
+/// Where in its run a checkpoint was written: after `epoch` whole epochs and `in_epoch` steps of
+/// the next (0 at an epoch's end), with what that partial epoch had seen and accumulated.
+#[derive(Clone, Debug, Default)]
+pub struct Position {
+    pub epoch: usize,
+    pub in_epoch: usize,
+    /// Images trained on in the partial epoch, and its seconds so far (for images/s).
+    pub seen: usize,
+    pub epoch_seconds: f64,
+    pub diagnostics: SavedDiagnostics,
+}
+
+impl Position {
+    /// The end of `epochs` whole epochs.
+    pub fn end_of(epochs: usize) -> Position {
+        Position {
+            epoch: epochs,
+            ..Position::default()
+        }
+    }
+}
+
+/// Saves everything needed to continue the trainer's run from `at`.
+pub fn save(path: &Path, cfg: &TrainConfig, trainer: &Trainer, at: &Position) -> Result<()> {
     let (model, optimizers, step) = (trainer.model(), trainer.optimizers(), trainer.step_count());
+    let epoch = at.epoch;
     let mut tensors: Vec<(String, Vec<f32>)> = Vec::new();
     for (i, p) in model.trainable().into_iter().enumerate() {
         tensors.push((format!("trainable{i}"), p.flat().to_vec()?));
@@ -36,12 +59,25 @@ pub fn save(path: &Path, cfg: &TrainConfig, trainer: &Trainer, epoch: usize) -> 
         tensors.push(("queue".into(), q.to_vec()?));
         queue_pos = pos;
     }
+    let d = &at.diagnostics;
+    if at.in_epoch > 0 {
+        tensors.push(("diag.sums".into(), d.sums.to_vec()));
+        tensors.push(("diag.mean".into(), d.last_moments.0.clone()));
+        tensors.push(("diag.mean_square".into(), d.last_moments.1.clone()));
+        tensors.push(("diag.last_z".into(), d.last_z.0.clone()));
+    }
     let state = json!({
         "config": cfg,
         "epoch": epoch,
         "step": step,
         "queue_pos": queue_pos,
         "momentum_present": present,
+        "in_epoch": at.in_epoch,
+        "seen": at.seen,
+        "epoch_seconds": at.epoch_seconds,
+        "diag_steps": d.steps,
+        "diag_pairs": [d.pairs_pos, d.pairs_neg],
+        "diag_last_z_shape": d.last_z.1,
     });
     checkpoint::save(path, state, &tensors)
 }
@@ -60,11 +96,11 @@ fn comparable(cfg: &TrainConfig) -> TrainConfig {
 
 /// Loads `path` into the trainer (model, optimizers, step); returns the epochs it had done. The
 /// run's config must match the checkpoint's.
-pub fn restore(path: &Path, cfg: &TrainConfig, trainer: &mut Trainer) -> Result<usize> {
+pub fn restore(path: &Path, cfg: &TrainConfig, trainer: &mut Trainer) -> Result<Position> {
     let (model, optimizers, step) = trainer.state_mut();
-    let (epoch, steps) = restore_into(path, cfg, model, optimizers)?;
+    let (at, steps) = restore_into(path, cfg, model, optimizers)?;
     *step = steps;
-    Ok(epoch)
+    Ok(at)
 }
 
 /// Loads only the networks of `path` (for evaluation).
@@ -72,13 +108,13 @@ pub fn restore_model(path: &Path, cfg: &TrainConfig, model: &mut SslModel) -> Re
     restore_into(path, cfg, model, &mut []).map(|_| ())
 }
 
-/// Returns (epoch, step) of the checkpoint.
+/// Returns where the checkpoint was written and the run's step count.
 fn restore_into(
     path: &Path,
     cfg: &TrainConfig,
     model: &mut SslModel,
     optimizers: &mut [crate::optim::Optimizer],
-) -> Result<(usize, usize)> {
+) -> Result<(Position, usize)> {
     if !path.exists() {
         return Err(Error::Io(format!(
             "--resume: no checkpoint at {}",
@@ -136,5 +172,38 @@ fn restore_into(
             .map(|v| v as usize)
             .ok_or_else(|| Error::Io(format!("{}: checkpoint lacks {name}", path.display())))
     };
-    Ok((field("epoch")?, field("step")?))
+    // Mid-epoch state (absent in checkpoints written at epoch ends, and in older ones).
+    let in_epoch = state["in_epoch"].as_u64().unwrap_or(0) as usize;
+    let mut at = Position::end_of(field("epoch")?);
+    if in_epoch > 0 {
+        let bad = |what: &str| Error::Io(format!("{}: bad mid-epoch {what}", path.display()));
+        let sums = take("diag.sums")?;
+        let sums: [f32; 3] = sums.try_into().map_err(|_| bad("sums"))?;
+        let pairs: Vec<f64> =
+            serde_json::from_value(state["diag_pairs"].clone()).map_err(|_| bad("pair counts"))?;
+        let [pairs_pos, pairs_neg] = pairs[..] else {
+            return Err(bad("pair counts"));
+        };
+        let z_shape: Vec<usize> = serde_json::from_value(state["diag_last_z_shape"].clone())
+            .map_err(|_| bad("output shape"))?;
+        let last_z = take("diag.last_z")?;
+        if last_z.len() != z_shape.iter().product::<usize>() {
+            return Err(bad("outputs"));
+        }
+        at = Position {
+            in_epoch,
+            seen: field("seen")?,
+            epoch_seconds: state["epoch_seconds"].as_f64().unwrap_or(0.0),
+            diagnostics: SavedDiagnostics {
+                steps: field("diag_steps")?,
+                pairs_pos,
+                pairs_neg,
+                sums,
+                last_moments: (take("diag.mean")?, take("diag.mean_square")?),
+                last_z: (last_z, z_shape),
+            },
+            ..at
+        };
+    }
+    Ok((at, field("step")?))
 }

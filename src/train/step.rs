@@ -10,7 +10,7 @@ use crate::autograd::Grads;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::optim::Optimizer;
-use crate::ssl::{DiagnosticValues, Diagnostics, SslModel, StepOutput};
+use crate::ssl::{DiagnosticValues, Diagnostics, SavedDiagnostics, SslModel, StepOutput};
 use crate::tensor::Tensor;
 
 /// Which update rule `TrainConfig::optimizer` names.
@@ -115,6 +115,17 @@ impl Trainer {
     /// Reads the epoch's diagnostics back and starts a fresh epoch.
     pub fn finish_epoch(&mut self) -> Result<DiagnosticValues> {
         std::mem::take(&mut self.diagnostics).finish()
+    }
+
+    /// The epoch's diagnostics so far, read back (for a mid-epoch checkpoint).
+    pub fn save_diagnostics(&self) -> Result<SavedDiagnostics> {
+        self.diagnostics.save()
+    }
+
+    /// Continues an epoch's diagnostics from what `save_diagnostics` read.
+    pub fn restore_diagnostics(&mut self, engine: &Engine, saved: &SavedDiagnostics) -> Result<()> {
+        self.diagnostics = Diagnostics::restore(engine, saved)?;
+        Ok(())
     }
 
     /// The learning rate and tau the next step will use.

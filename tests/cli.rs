@@ -1,6 +1,7 @@
-//! `byol adapters` and `byol info` as a user runs them: no alarming `error:` lines on a headless
-//! machine (Mesa's Vulkan device-select layer prints two unless byol turns it off), the chosen
-//! adapter marked, and `--adapter` by name or by backend.
+//! The `byol` binary as a user runs it: `adapters` and `info` print no alarming `error:` lines on a
+//! headless machine (Mesa's Vulkan device-select layer prints two unless byol turns it off), mark
+//! the chosen adapter and take `--adapter` by name or by backend; `train --resume` refuses flags it
+//! would ignore.
 
 use std::process::Command;
 
@@ -50,4 +51,21 @@ fn info_takes_an_adapter_by_backend_and_refuses_an_unknown_one() {
     let (ok, _, stderr) = byol(&["--adapter", "no-such-gpu-xyz", "info"]);
     assert!(!ok);
     assert!(stderr.contains("no-such-gpu-xyz"), "{stderr}");
+}
+
+#[test]
+fn resume_refuses_flags_it_would_ignore_and_names_them() {
+    let dir = std::env::temp_dir().join(format!("byol-cli-resume-{}", std::process::id()));
+    let dir = dir.to_str().unwrap();
+    let (ok, _, stderr) = byol(&["train", "--resume", dir, "--lr", "0.5", "--batch-size", "8"]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--lr") && stderr.contains("--batch-size"),
+        "{stderr}"
+    );
+    // Allowed with --resume: the refusal is not what stops this one (there is no run there).
+    let (ok, _, stderr) = byol(&["train", "--resume", dir, "--epochs", "9"]);
+    assert!(!ok);
+    assert!(!stderr.contains("would be ignored"), "{stderr}");
+    assert!(stderr.contains("config.json"), "{stderr}");
 }
