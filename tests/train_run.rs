@@ -223,3 +223,25 @@ fn config_json_uses_the_flags_words_and_old_files_load() {
         assert!(err.contains(word), "{key}={word}: {err}");
     }
 }
+
+/// An evaluation that cannot run (one labeled image) is refused before any step is trained.
+#[test]
+fn an_impossible_evaluation_is_refused_before_training() {
+    let e = common::engine();
+    let dir = run_dir("eval-images-1");
+    let cfg = TrainConfig {
+        eval_every: 1,
+        eval_images: 1,
+        ..tiny()
+    };
+    let t0 = std::time::Instant::now();
+    let err = train(&e, &cfg, &dir, false, false).unwrap_err().to_string();
+    assert!(err.contains("--eval-images 1"), "{err}");
+    assert!(!dir.join("checkpoint.bin").exists());
+    assert!(
+        !dir.join("config.json").exists(),
+        "refused before writing anything"
+    );
+    assert!(t0.elapsed().as_secs() < 30, "it trained first");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -194,13 +194,13 @@ pub const SOFTWARE_ADAPTER_NOTE: &str =
 slower than a GPU; for a first look try --width-mult 0.125 --image-size 16 --batch-size 32 \
 --max-steps-per-epoch 20 (or pick a GPU with --adapter; `byol adapters` lists them)";
 
-fn default_run_dir(cfg: &TrainConfig) -> PathBuf {
+/// A new run directory `runs/METHOD-DATASET-YYYYMMDD-HHMMSS[-N]` (UTC), made exclusively.
+fn default_run_dir(cfg: &TrainConfig) -> Result<PathBuf> {
     let data: String = cfg.dataset.split(':').next().unwrap_or("data").to_string();
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    PathBuf::from("runs").join(format!("{}-{}-{}", cfg.method, data, secs))
+    train::run_dir::new_run_dir(
+        std::path::Path::new("runs"),
+        &format!("{}-{data}", cfg.method),
+    )
 }
 
 /// Runs `byol train`. `given` names the flags (by field name) the command line set; with
@@ -256,14 +256,15 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, given: &[String]) -> Result<
         }
         None => {
             let cfg = args.to_config();
-            let out = args.out.clone().unwrap_or_else(|| default_run_dir(&cfg));
-            if out.join("checkpoint.bin").exists() {
-                return Err(Error::Invalid(format!(
-                    "{} already holds a run; continue it with --resume {} or choose another --out",
-                    out.display(),
-                    out.display()
-                )));
-            }
+            // Checked before a directory is made, so a bad flag leaves nothing behind.
+            cfg.validate()?;
+            let out = match &args.out {
+                Some(dir) => {
+                    train::run_dir::claim_fresh(dir)?;
+                    dir.clone()
+                }
+                None => default_run_dir(&cfg)?,
+            };
             (cfg, out, false)
         }
     };

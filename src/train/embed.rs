@@ -82,6 +82,40 @@ pub fn embedding_rank(engine: &Engine, feats: &[f32], d: usize) -> Result<f64> {
     centered_effective_rank(&z)
 }
 
+/// Checks, before any training, that `cfg`'s evaluation can run: a labeled split with two classes
+/// or more, and at least two images to fit and two to score with the chosen protocol.
+pub fn check(cfg: &TrainConfig) -> Result<()> {
+    let test = data::open(&cfg.dataset, Split::Test)?;
+    if test.classes().len() < 2 {
+        return Err(Error::Invalid(format!(
+            "{} has no class labels for linear evaluation (use --eval-every 0 to train without it)",
+            cfg.dataset
+        )));
+    }
+    let used = |len: usize| {
+        if cfg.eval_images == 0 {
+            len
+        } else {
+            len.min(cfg.eval_images)
+        }
+    };
+    let (fit, score) = if cfg.eval_protocol == super::config::EvalProtocol::TrainTest {
+        let train = data::open(&cfg.dataset, Split::Train)?;
+        (used(train.len()), used(test.len()))
+    } else {
+        let n = used(test.len());
+        (n / 2, n - n / 2)
+    };
+    if fit < 2 || score < 2 {
+        return Err(Error::Invalid(format!(
+            "--eval-images {} leaves {fit} image(s) to fit the probe and {score} to score it \
+             ({} protocol): at least 2 of each are needed",
+            cfg.eval_images, cfg.eval_protocol
+        )));
+    }
+    Ok(())
+}
+
 /// The configured protocol: the seed's (fit on the first half of the test split, score on the
 /// second half, in file order) or train split against test split.
 pub fn evaluate(engine: &Engine, model: &SslModel, cfg: &TrainConfig) -> Result<Evaluation> {

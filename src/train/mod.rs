@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod embed;
+pub mod run_dir;
 pub mod schedule;
 mod state;
 pub mod step;
@@ -108,8 +109,14 @@ pub fn train_with(
 ) -> Result<Vec<EpochMetrics>> {
     let progress = ctl.progress;
     cfg.validate()?;
+    if cfg.eval_every > 0 {
+        // An evaluation that cannot run must fail now, not after an epoch of training.
+        embed::check(cfg)?;
+    }
     std::fs::create_dir_all(out)
         .map_err(|e| Error::Io(format!("creating {}: {e}", out.display())))?;
+    // Held until training ends: a second run into the same directory is refused.
+    let _lock = run_dir::lock(out)?;
     let set: Arc<dyn data::ImageSet> = Arc::from(data::open(&cfg.dataset, Split::Pretrain)?);
     let views = cfg.augmentations()?;
     let ckpt_path = out.join("checkpoint.bin");
