@@ -142,6 +142,15 @@ fn info(filter: Option<&str>) -> byol::Result<()> {
         "timestamp queries:  {}",
         gpu.features.contains(wgpu::Features::TIMESTAMP_QUERY)
     );
-    println!("matmul kernel:      {:?}", engine.matmul_variant());
+    // The shader files of README's kernel table.
+    let matmul = match engine.matmul_variant() {
+        byol::MatmulVariant::Tiled => "matmul_tiled.wgsl",
+        _ => "matmul_vec4.wgsl (matmul_blocked.wgsl for shapes vec4 loads do not fit)",
+    };
+    println!("matmul kernel:      {matmul}");
+    println!(
+        "conv2d kernel:      {}.wgsl",
+        byol::ops::conv2d::shader(&engine)
+    );
     Ok(())
 }

@@ -69,3 +69,40 @@ fn resume_refuses_flags_it_would_ignore_and_names_them() {
     assert!(!stderr.contains("would be ignored"), "{stderr}");
     assert!(stderr.contains("config.json"), "{stderr}");
 }
+
+/// Every flag of `byol train` has a line of help, and README's table of them lists exactly the
+/// flags the program takes (a renamed, added or dropped flag fails here until README follows).
+#[test]
+fn train_flags_all_have_help_and_match_the_readme() {
+    use clap::Args;
+    let cmd = byol::cli::train::TrainArgs::augment_args(clap::Command::new("train"));
+    let mut flags: Vec<String> = Vec::new();
+    for arg in cmd.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        assert!(!help.trim().is_empty(), "--{long} has no help");
+        flags.push(format!("--{long}"));
+    }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("### `byol train`")
+        .expect("README has a byol train section");
+    let section = &readme[start..];
+    let section = &section[..section.find("What a run prints").unwrap_or(section.len())];
+    let mut documented: Vec<String> = section
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|code| code.split_whitespace().next())
+        .filter(|w| w.starts_with("--"))
+        .map(str::to_string)
+        .collect();
+    documented.sort();
+    documented.dedup();
+    flags.sort();
+    assert_eq!(
+        documented, flags,
+        "README's byol train table and `byol train --help` differ"
+    );
+}

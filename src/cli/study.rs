@@ -9,13 +9,14 @@ use std::path::PathBuf;
 /// Flags of `byol study`.
 #[derive(Args, Debug, Clone)]
 pub struct StudyArgs {
-    /// smoke (CI, about a minute on a CPU) | quick (synthetic, minutes on a GPU) | seed (the seed's setup; needs --dataset stl10:DIR)
+    /// smoke (a plumbing check for CI: a few minutes on a CPU) | quick (synthetic, minutes on a GPU) | seed (the seed's setup; needs --dataset stl10:DIR)
     #[arg(long, default_value = "quick")]
     pub preset: String,
-    /// Overrides the preset's dataset (synthetic | stl10:DIR | cifar10:DIR | ...).
+    /// Overrides the preset's dataset: a SPEC as --dataset of `byol train` takes.
     #[arg(long)]
     pub dataset: Option<String>,
-    /// Study directory: runs/<variant>/, results.json, table.md, accuracy.png, cosine.png.
+    /// Study directory: runs/<variant>/, results.json, table.md, accuracy.png, cosine.png,
+    /// std.png, rank.png.
     #[arg(long, default_value = "study")]
     pub out: PathBuf,
     /// Overrides the preset's number of epochs.

@@ -21,9 +21,7 @@ fn d() -> TrainConfig {
 /// Flags of `byol train`; each maps to the `TrainConfig` (and `config.json`) field of its name.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    /// Training images: synthetic[:N[:SIZE[:SEED]]] | stl10:DIR | cifar10:DIR | idx:DIR |
-    /// fashion-mnist:DIR | folder:DIR[:SIZE] (see datasets/README.md).
-    #[arg(long, default_value_t = d().dataset)]
+    #[arg(long, default_value_t = d().dataset, help = crate::data::spec::SPEC_HELP)]
     pub dataset: String,
     /// Side of the square views fed to the network, in pixels.
     #[arg(long, default_value_t = d().image_size)]

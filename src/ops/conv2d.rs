@@ -34,7 +34,8 @@ const TILE: usize = 64;
 
 /// The kernel family, chosen like matmul's: barrier-free register blocks on software adapters,
 /// tiles in workgroup memory on GPUs.
-fn shader(engine: &Engine) -> &'static str {
+/// The conv2d shader this engine runs (`byol info` prints it).
+pub fn shader(engine: &Engine) -> &'static str {
     match engine.matmul_variant() {
         MatmulVariant::Tiled => "conv2d_tiled",
         _ => "conv2d",
