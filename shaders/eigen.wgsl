@@ -1,5 +1,5 @@
 // Eigenvalues of a symmetric matrix by cyclic parallel Jacobi, and the effective rank (RankMe) of
-// a spectrum. Every launch is ONE workgroup that loops internally; src/ops/eigen.rs bounds the size.
+// a spectrum. Every launch is ONE workgroup that loops internally; its caller bounds the size.
 //
 // Jacobi: every sweep visits each (p, q) pair once in m - 1 rounds of a round-robin tournament
 // (m = n rounded up to even; an odd n gets a dummy index n whose pairs do nothing). The m / 2 pairs

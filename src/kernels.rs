@@ -24,7 +24,6 @@ pub trait KernelParams: bytemuck::Pod {
 }
 
 /// Declares a [`KernelParams`] struct: `kernel_params! { /// doc pub struct P { a: u32, b: f32 } }`.
-#[macro_export]
 macro_rules! kernel_params {
     ($(#[$m:meta])* pub struct $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ident),* $(,)? }) => {
         $(#[$m])*
@@ -39,6 +38,8 @@ macro_rules! kernel_params {
         }
     };
 }
+
+pub(crate) use kernel_params;
 
 /// Which parameter struct a shader's kernels take, and how they are launched.
 #[derive(Clone, Copy, Debug)]

@@ -847,15 +847,39 @@ fn data_show_writes_a_grid_of_originals_and_views() {
     };
     byol::cli::data_show::show_set(&e, &set, &out, 4, 0).unwrap();
     let img = image::open(&out).unwrap().to_rgb8();
-    // 32-pixel images are shown 3x: 96-pixel cells, 4-pixel gaps.
-    assert_eq!(img.dimensions(), (3 * 96 + 4 * 4, 4 * 96 + 5 * 4));
+    // 32-pixel images are shown 3x: 96-pixel cells, 4-pixel gaps, a header row of column names
+    // (18 pixels: 2x font and two gaps), no class names (the set has no labels).
+    let header: usize = 7 * 2 + 2 * 4;
+    assert_eq!(
+        img.dimensions(),
+        (3 * 96 + 4 * 4, (header + 4 * 96 + 4 * 4) as u32)
+    );
     // The first cell is the original image, enlarged.
     let mut original = vec![0u8; 32 * 32 * 3];
     set.read_into(0, &mut original).unwrap();
     assert_eq!(
-        img.get_pixel(4 + 3 * 10, 4 + 3 * 9).0,
+        img.get_pixel(4 + 3 * 10, (header + 3 * 9) as u32).0,
         original[(9 * 32 + 10) * 3..][..3]
     );
+    // The header names the columns: some pixels there are ink.
+    let ink = (0..img.width())
+        .flat_map(|x| (4..4 + 14).map(move |y| (x, y)))
+        .filter(|&(x, y)| img.get_pixel(x, y).0 == [230, 230, 230])
+        .count();
+    assert!(ink > 50, "no column headers drawn");
+
+    // A labeled set shows one image of every class, its name at the left of its row.
+    let labeled = byol::data::open("synthetic:40:32", byol::data::Split::Pretrain).unwrap();
+    byol::cli::data_show::show_set(&e, &*labeled, &out, 16, 0).unwrap();
+    let img = image::open(&out).unwrap().to_rgb8();
+    let classes = labeled.classes().len();
+    assert_eq!(classes, 10);
+    assert_eq!(
+        img.height() as usize,
+        header + classes * (96 + 4),
+        "one row per class"
+    );
+    assert!(img.width() > 3 * 96 + 4 * 4, "room for the class names");
     if let Ok(keep) = std::env::var("BYOL_KEEP_SHOW") {
         std::fs::copy(&out, keep).unwrap();
     }

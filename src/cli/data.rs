@@ -40,7 +40,7 @@ pub fn run(cmd: DataCommand, adapter: Option<&str>) -> Result<()> {
                 adapter: adapter.map(str::to_owned),
                 ..Default::default()
             })?;
-            super::data_show::show(&engine, &dataset, &out, 8)?;
+            super::data_show::show(&engine, &dataset, &out, 16)?;
             println!("wrote {} (original | view 1 | view 2)", out.display());
             Ok(())
         }

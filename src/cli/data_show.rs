@@ -1,5 +1,6 @@
 //! `byol data show`: a PNG grid of images and their two BYOL views, to see what the network sees.
-//! Rows are images; columns are the original, view 1 and view 2 (de-normalized for display).
+//! Rows are images (one per class, named at the left, where the set has labels); columns are the
+//! original, view 1 and view 2 (de-normalized for display), with a header row naming them.
 
 use crate::data::augment::AugmentConfig;
 use crate::data::loader::HostBatch;
@@ -14,6 +15,57 @@ use std::path::Path;
 const MIN_CELL: usize = 96;
 const GAP: usize = 4;
 const BACKGROUND: [u8; 3] = [40, 40, 40];
+const INK: [u8; 3] = [230, 230, 230];
+/// Font pixels per glyph pixel, and the header row's height.
+const TEXT_SCALE: usize = 2;
+const HEADER: usize = 7 * TEXT_SCALE + 2 * GAP;
+/// How far into a labeled set to look for an image of every class.
+const CLASS_SCAN: usize = 20_000;
+
+/// The images to show: the first of each class where the set is labeled (up to `count` classes,
+/// found in the first `CLASS_SCAN` images), else `count` spread evenly over the set.
+fn pick(set: &dyn ImageSet, count: usize) -> Vec<usize> {
+    let classes = set.classes().len();
+    if classes > 0 && set.label(0).is_some() {
+        let mut first: Vec<Option<usize>> = vec![None; classes];
+        for i in 0..set.len().min(CLASS_SCAN) {
+            if let Some(c) = set.label(i).map(|c| c as usize).filter(|&c| c < classes) {
+                first[c].get_or_insert(i);
+            }
+            if first.iter().all(Option::is_some) {
+                break;
+            }
+        }
+        let found: Vec<usize> = first.into_iter().flatten().take(count.max(1)).collect();
+        if !found.is_empty() {
+            return found;
+        }
+    }
+    let count = count.min(set.len());
+    (0..count).map(|k| k * set.len() / count).collect()
+}
+
+/// Draws `text` with the study figures' 5x7 font, top-left at (x, y), clipped to the image.
+fn draw_text(grid: &mut image::RgbImage, x: usize, y: usize, text: &str) {
+    for (i, ch) in text.chars().enumerate() {
+        let gx = x + i * 6 * TEXT_SCALE;
+        for (row, bits) in crate::study::plot::glyph(ch).iter().enumerate() {
+            for col in 0..5 {
+                if bits & (0x10 >> col) == 0 {
+                    continue;
+                }
+                for dy in 0..TEXT_SCALE {
+                    for dx in 0..TEXT_SCALE {
+                        let (px, py) = (gx + col * TEXT_SCALE + dx, y + row * TEXT_SCALE + dy);
+                        if px < grid.width() as usize && py < grid.height() as usize {
+                            grid.put_pixel(px as u32, py as u32, image::Rgb(INK));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// Writes the grid for `count` images of the pretraining split of `dataset` (a dataset SPEC).
 pub fn show(engine: &Engine, dataset: &str, out: &Path, count: usize) -> Result<()> {
@@ -21,8 +73,9 @@ pub fn show(engine: &Engine, dataset: &str, out: &Path, count: usize) -> Result<
     show_set(engine, &*set, out, count, 0)
 }
 
-/// Writes the grid for `count` images spread over `set`, views drawn with BYOL's augmentations
-/// from `seed`, at the images' own size (the shorter side).
+/// Writes the grid for one image of each class of `set` (at most `count`; `count` images spread
+/// over it when it has no labels), views drawn with BYOL's augmentations from `seed`, at the
+/// images' own size (the shorter side).
 pub fn show_set(
     engine: &Engine,
     set: &dyn ImageSet,
@@ -30,8 +83,7 @@ pub fn show_set(
     count: usize,
     seed: u64,
 ) -> Result<()> {
-    let count = count.min(set.len());
-    if count == 0 {
+    if count == 0 || set.is_empty() {
         return Err(Error::Invalid(format!(
             "data show: {} has no images to show",
             set.name()
@@ -39,7 +91,22 @@ pub fn show_set(
     }
     let (h, w) = set.image_size();
     let size = h.min(w);
-    let indices: Vec<usize> = (0..count).map(|k| k * set.len() / count).collect();
+    let indices = pick(set, count);
+    let count = indices.len();
+    let names = set.classes();
+    let row_name = |i: usize| {
+        set.label(i)
+            .and_then(|c| names.get(c as usize).cloned())
+            .unwrap_or_default()
+    };
+    let label_w = (0..count)
+        .map(|r| row_name(indices[r]).chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(16)
+        * 6
+        * TEXT_SCALE;
+    let left = if label_w > 0 { label_w + 2 * GAP } else { GAP };
     let mut pixels = vec![0u8; count * h * w * 3];
     for (slot, &i) in pixels.chunks_exact_mut(h * w * 3).zip(&indices) {
         set.read_into(i, slot)?;
@@ -69,20 +136,25 @@ pub fn show_set(
     let scale = MIN_CELL.div_ceil(h.max(w)).max(1);
     let cell_w = w.max(size) * scale;
     let cell_h = h.max(size) * scale;
-    let grid_w = 3 * cell_w + 4 * GAP;
-    let grid_h = count * cell_h + (count + 1) * GAP;
+    let grid_w = left + 3 * cell_w + 3 * GAP;
+    let grid_h = HEADER + count * cell_h + count * GAP;
     let mut grid =
         image::RgbImage::from_pixel(grid_w as u32, grid_h as u32, image::Rgb(BACKGROUND));
+    for (col, title) in ["original", "view 1", "view 2"].into_iter().enumerate() {
+        draw_text(&mut grid, left + col * (cell_w + GAP), GAP, title);
+    }
     let plane = size * size;
     for row in 0..count {
-        let y0 = GAP + row * (cell_h + GAP);
+        let y0 = HEADER + row * (cell_h + GAP);
+        let name: String = row_name(batch.indices[row]).chars().take(16).collect();
+        draw_text(&mut grid, GAP, y0 + cell_h / 2, &name);
         let original = &batch.pixels[row * h * w * 3..(row + 1) * h * w * 3];
-        paste(&mut grid, GAP, y0, h, w, scale, |y, x| {
+        paste(&mut grid, left, y0, h, w, scale, |y, x| {
             let k = (y * w + x) * 3;
             [original[k], original[k + 1], original[k + 2]]
         });
         for (col, view) in views.iter().enumerate() {
-            let x0 = GAP + (col + 1) * (cell_w + GAP);
+            let x0 = left + (col + 1) * (cell_w + GAP);
             let img = &view[row * 3 * plane..(row + 1) * 3 * plane];
             paste(&mut grid, x0, y0, size, size, scale, |y, x| {
                 let k = y * size + x;

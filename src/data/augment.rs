@@ -508,7 +508,7 @@ pub fn upload_images(engine: &Engine, pixels: &[u8]) -> Result<Tensor> {
     Tensor::from_u32(engine, &words, &[words.len()])
 }
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/augment.wgsl: `n` images of src_h x src_w made into size x size views, the blur
     /// radius, the solarize threshold and the per-channel normalization.
     pub struct AugmentParams {

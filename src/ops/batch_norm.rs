@@ -38,7 +38,7 @@ impl BatchNormState {
     }
 }
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/batch_norm.wgsl over [N, channels, inner]; `n` and `start` are the chunk of
     /// elements a launch covers (set by `run_chunked`).
     pub struct BatchNormParams {

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::tape;
 use crate::tensor::Tensor;
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/bias.wgsl: `n` elements of [outer, channels, inner] from element `x_base` on.
     pub struct BiasParams {
         n: u32,

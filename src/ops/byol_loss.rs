@@ -82,7 +82,7 @@ fn params(rows: usize, cols: usize, batch: usize, bases: [u32; 4]) -> ByolLossPa
     }
 }
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/byol_loss.wgsl.
     pub struct ByolLossParams {
         rows: u32,

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::tape;
 use crate::tensor::Tensor;
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/concat.wgsl: copy `n` elements between windows starting at these offsets.
     pub struct CopyParams {
         n: u32,

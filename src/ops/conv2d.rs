@@ -149,7 +149,7 @@ impl Geometry {
     }
 }
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// `ConvParams` of shaders/common.wgsl, shared by conv2d.wgsl and conv2d_tiled.wgsl.
     pub struct ConvParams {
         batch: u32,

@@ -178,7 +178,7 @@ fn params(
     }
 }
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/cross_entropy.wgsl.
     pub struct CrossEntropyParams {
         rows: u32,

@@ -174,7 +174,7 @@ pub fn effective_rank(z: &Tensor) -> Result<Tensor> {
     Ok(out)
 }
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/eigen.wgsl: jacobi takes a d x d matrix (m = d rounded up to even for the
     /// round-robin pairing), its sweep steps [step0, step1), and whether this launch starts or ends
     /// the solve; effective_rank takes n eigenvalues, the noise floor and the entropy's eps.

@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::tape;
 use crate::tensor::Tensor;
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/group_norm.wgsl: `rows` (sample, group) rows of `group_len` elements over
     /// [N, channels, inner]; `n` and `start` are a launch's chunk (set by `run_chunked`).
     pub struct GroupNormParams {

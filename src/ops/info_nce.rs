@@ -198,7 +198,7 @@ fn params(
     }
 }
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/info_nce.wgsl.
     pub struct InfoNceParams {
         rows: u32,

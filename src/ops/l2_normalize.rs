@@ -158,7 +158,7 @@ fn params(rows: usize, cols: usize, bases: [u32; 5]) -> L2NormalizeParams {
     }
 }
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/l2_normalize.wgsl.
     pub struct L2NormalizeParams {
         rows: u32,

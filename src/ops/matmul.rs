@@ -87,7 +87,7 @@ pub(crate) fn gemm_into(
     )))
 }
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// `GemmParams` of shaders/common.wgsl, shared by the three matmul kernels.
     pub struct GemmParams {
         m: u32,

@@ -191,7 +191,7 @@ fn params(
     }
 }
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/moments.wgsl: per-group statistics of [outer, groups, inner] over one launch's
     /// groups [g0, g0 + ng), each in chunks; the channel map of a gamma-weighted reduction.
     pub struct MomentsParams {

@@ -44,7 +44,7 @@ pub fn nt_xent(z1: &Tensor, z2: &Tensor, temperature: f32) -> Result<Tensor> {
     Ok(loss)
 }
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/nt_xent.wgsl: `rows` rows of [2n, 2n] logits from row `row0`, `half` = n.
     pub struct MaskParams {
         rows: u32,

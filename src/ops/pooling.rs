@@ -59,7 +59,7 @@ impl PoolGeometry {
     }
 }
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/pooling.wgsl: `planes` maps of h x w pooled to oh x ow by k x k windows.
     pub struct PoolParams {
         planes: u32,

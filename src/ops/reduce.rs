@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::tape;
 use crate::tensor::{DType, Tensor};
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/reduce.wgsl: sums over the middle axis of [outer, axis, inner] in chunks of
     /// `chunk_len`, times `scale`.
     pub struct ReduceParams {

@@ -31,7 +31,7 @@ const TRUST: u32 = 4;
 /// BYOL's LARS trust coefficient.
 pub const LARS_ETA: f32 = 0.001;
 
-crate::kernel_params! {
+crate::kernels::kernel_params! {
     /// shaders/optim.wgsl: `count` chunk-table entries from `base` (or `count` elements for the
     /// EMA), the update's scalars, and lars_trust's rounds of 256 chunks.
     pub struct OptimParams {
