@@ -245,3 +245,30 @@ fn an_impossible_evaluation_is_refused_before_training() {
     assert!(t0.elapsed().as_secs() < 30, "it trained first");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A learning rate so high that the weights explode while normalization keeps the loss finite
+/// (at 1e4 they stay finite: without the check this run ends "done" and saves them) must not end
+/// with garbage saved: the run stops with an error naming the learning rate, and no exploded
+/// checkpoint is written.
+#[test]
+fn exploding_weights_with_a_finite_loss_are_a_divergence() {
+    let e = common::engine();
+    let dir = run_dir("explode");
+    let cfg = TrainConfig {
+        lr: 1e4,
+        lr_scale: false,
+        ..tiny()
+    };
+    let err = train(&e, &cfg, &dir, false, false).unwrap_err();
+    assert!(matches!(err, byol::Error::Diverged(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("--lr") && text.contains("checkpoint"),
+        "{text}"
+    );
+    assert!(
+        !dir.join("checkpoint.bin").exists(),
+        "an exploded state was saved"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -29,6 +29,50 @@ impl Position {
     }
 }
 
+/// Largest magnitude a healthy run's parameters (and momentum) reach; beyond it the run has
+/// diverged even while its loss, squashed by normalization, still looks finite.
+const PARAM_LIMIT: f32 = 1e6;
+/// The same for batch-norm running variances (activations' squares).
+const RUNNING_VAR_LIMIT: f32 = 1e12;
+
+/// Refuses to save a diverged state: a non-finite or exploded parameter, momentum or running
+/// statistic ends the run with an error naming it and the likely cause; the last good checkpoint
+/// stays on disk.
+fn check_sane(
+    tensors: &[(String, Vec<f32>)],
+    cfg: &TrainConfig,
+    at: &Position,
+    step: usize,
+) -> Result<()> {
+    for (name, values) in tensors {
+        if name.starts_with("diag.") || name == "queue" {
+            continue;
+        }
+        let limit = if name.ends_with("running_var") {
+            RUNNING_VAR_LIMIT
+        } else {
+            PARAM_LIMIT
+        };
+        let worst = values.iter().fold(0.0f32, |m, v| {
+            if v.is_finite() {
+                m.max(v.abs())
+            } else {
+                f32::INFINITY
+            }
+        });
+        if worst > limit {
+            return Err(Error::Diverged(format!(
+                "{name} reached {worst:e} (limit {limit:e}) in epoch {} (step {step}): the \
+                 learning rate (--lr {}) is likely too high, try a lower one or more \
+                 --warmup-epochs; the last good checkpoint is kept",
+                at.epoch + usize::from(at.in_epoch > 0),
+                cfg.lr
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Saves everything needed to continue the trainer's run from `at`.
 pub fn save(path: &Path, cfg: &TrainConfig, trainer: &Trainer, at: &Position) -> Result<()> {
     let (model, optimizers, step) = (trainer.model(), trainer.optimizers(), trainer.step_count());
@@ -79,6 +123,7 @@ pub fn save(path: &Path, cfg: &TrainConfig, trainer: &Trainer, at: &Position) ->
         "diag_pairs": [d.pairs_pos, d.pairs_neg],
         "diag_last_z_shape": d.last_z.1,
     });
+    check_sane(&tensors, cfg, at, step)?;
     checkpoint::save(path, state, &tensors)
 }
 
