@@ -169,6 +169,8 @@ pub struct StudyResults {
     pub dataset: String,
     pub adapter: String,
     pub epochs: usize,
+    /// Classes of the evaluation split (the chance accuracy is 1 / classes; 0 if unknown).
+    pub classes: usize,
     /// Seconds this invocation took.
     pub wall_seconds: f64,
     /// Seconds of training summed over every variant's epochs (across invocations).
@@ -251,6 +253,9 @@ pub fn run_study(engine: &Engine, opts: &StudyOptions) -> Result<StudyResults> {
         dataset: base.dataset.clone(),
         adapter: engine.adapter_name(),
         epochs: base.epochs,
+        classes: crate::data::open(&base.dataset, crate::data::Split::Test)
+            .map(|t| t.classes().len())
+            .unwrap_or(0),
         wall_seconds: t0.elapsed().as_secs_f64(),
         train_seconds,
         variants: results,

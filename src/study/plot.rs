@@ -315,10 +315,16 @@ fn line_figure(s: &StudyResults, spec: &LineSpec) -> Canvas {
         2,
         BLACK,
     );
+    let ax_px_per_epoch =
+        ((ax.px(epochs) - ax.px(ax.x.0)) as f64 / (epochs - ax.x.0).max(1.0)).max(1.0);
     let mut legend = 0i64;
     for (i, r) in s.variants.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
-        let pts = &series[i];
+        // Lines that coincide (several collapsed variants at rank 1) stay visible: each series is
+        // shifted a few pixels sideways and marks its points with its own shape.
+        let shift = (i as f64 - (s.variants.len() as f64 - 1.0) / 2.0) * 3.0 / ax_px_per_epoch;
+        let pts: Vec<(f64, f64)> = series[i].iter().map(|&(x, y)| (x + shift, y)).collect();
+        let pts = &pts;
         let dash = if r.metrics.is_empty() {
             let Some(v) = (spec.flat)(r) else { continue };
             let y = ax.py(v);
@@ -338,14 +344,16 @@ fn line_figure(s: &StudyResults, spec: &LineSpec) -> Canvas {
                 );
             }
             for p in pts {
-                let (x, y) = (ax.px(p.0), ax.py(p.1));
-                c.rect(x - 3, y - 3, x + 3, y + 3, color);
+                marker(&mut c, ax.px(p.0), ax.py(p.1), i, color);
             }
             0
         };
         let ly = ax.top + 10 + legend * 26;
         legend += 1;
         c.line((690, ly + 6), (730, ly + 6), 3, color, dash);
+        if !r.metrics.is_empty() {
+            marker(&mut c, 710, ly + 6, i, color);
+        }
         c.text(740, ly, &r.name, 2, BLACK);
     }
     if let Some((v, label)) = spec.reference {
@@ -358,13 +366,41 @@ fn line_figure(s: &StudyResults, spec: &LineSpec) -> Canvas {
     c
 }
 
+/// A point marker whose shape tells series `i` apart from others of similar colour: square,
+/// hollow square, plus, cross, triangle.
+fn marker(c: &mut Canvas, x: i64, y: i64, i: usize, color: Rgb<u8>) {
+    match i % 5 {
+        0 => c.rect(x - 4, y - 4, x + 4, y + 4, color),
+        1 => {
+            c.line((x - 5, y - 5), (x + 5, y - 5), 2, color, 0);
+            c.line((x - 5, y + 5), (x + 5, y + 5), 2, color, 0);
+            c.line((x - 5, y - 5), (x - 5, y + 5), 2, color, 0);
+            c.line((x + 5, y - 5), (x + 5, y + 5), 2, color, 0);
+        }
+        2 => {
+            c.line((x - 6, y), (x + 6, y), 3, color, 0);
+            c.line((x, y - 6), (x, y + 6), 3, color, 0);
+        }
+        3 => {
+            c.line((x - 5, y - 5), (x + 5, y + 5), 3, color, 0);
+            c.line((x - 5, y + 5), (x + 5, y - 5), 3, color, 0);
+        }
+        _ => {
+            c.line((x - 6, y + 5), (x + 6, y + 5), 2, color, 0);
+            c.line((x - 6, y + 5), (x, y - 6), 2, color, 0);
+            c.line((x + 6, y + 5), (x, y - 6), 2, color, 0);
+        }
+    }
+}
+
 fn field(m: &Value, key: &str) -> Option<f64> {
     m.get(key)?.as_f64()
 }
 
 /// The seed's first figure: linear accuracy (%) per epoch, one line per variant; an untrained
-/// "Random" baseline is a dashed horizontal line.
+/// "Random" baseline is a dashed horizontal line, and chance (100 / classes) a dotted black one.
 pub fn accuracy_figure(s: &StudyResults) -> Canvas {
+    let chance = (s.classes > 0).then(|| (100.0 / s.classes as f64, "CHANCE"));
     line_figure(
         s,
         &LineSpec {
@@ -372,7 +408,7 @@ pub fn accuracy_figure(s: &StudyResults) -> Canvas {
             y_name: "ACCURACY %",
             value: &|m| Some(field(m, "linear_accuracy")? * 100.0),
             flat: &|r| Some(r.final_accuracy? * 100.0),
-            reference: None,
+            reference: chance,
             bounds: (0.0, 100.0),
         },
     )
@@ -419,7 +455,8 @@ pub fn cosine_figure(s: &StudyResults) -> Canvas {
         .iter()
         .filter_map(|r| Some((r.name.as_str(), r.final_cos_pos?, r.final_cos_neg?)))
         .collect();
-    let group = 150i64;
+    // Wide enough for the longest word of a name ("NORMALIZATION" at 2x is 154 pixels).
+    let group = 180i64;
     let width = (110 + group * rows.len().max(1) as i64 + 40).max(700);
     let mut c = Canvas::new(width as u32, 560);
     let lo = rows
@@ -454,7 +491,7 @@ pub fn cosine_figure(s: &StudyResults) -> Canvas {
         let mut y = ax.bottom + 12;
         let mut line = String::new();
         for word in name.split(' ') {
-            if !line.is_empty() && text_width(&format!("{line} {word}"), 2) > group - 10 {
+            if !line.is_empty() && text_width(&format!("{line} {word}"), 2) > group - 20 {
                 c.text(x0, y, &line, 2, BLACK);
                 y += 18;
                 line.clear();
