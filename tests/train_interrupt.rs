@@ -66,6 +66,8 @@ fn metrics_file(dir: &Path) -> Vec<EpochMetrics> {
                 output_rank: f("output_rank"),
                 linear_accuracy: None,
                 embedding_rank: None,
+                random_accuracy: None,
+                chance_accuracy: None,
                 images_per_sec: 0.0,
                 seconds: 0.0,
                 collapsed: v["collapsed"].as_bool().unwrap(),

@@ -272,3 +272,28 @@ fn exploding_weights_with_a_finite_loss_are_a_divergence() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Every evaluated epoch reports, beside the accuracy, the same probe on the run's untrained
+/// initialization (what `byol eval --random` gives) and chance, computed once and cached.
+#[test]
+fn evaluated_epochs_report_the_random_baseline_and_chance() {
+    let e = common::engine();
+    let dir = run_dir("baseline");
+    let cfg = TrainConfig {
+        epochs: 2,
+        eval_every: 1,
+        eval_images: 200,
+        ..tiny()
+    };
+    let m = train(&e, &cfg, &dir, false, false).unwrap();
+    let random = byol::train::evaluate_run(&e, &dir, &cfg, true).unwrap();
+    for epoch in &m {
+        assert_eq!(epoch.chance_accuracy, Some(0.1), "10 synthetic classes");
+        assert_eq!(epoch.random_accuracy, Some(random.probe.accuracy));
+    }
+    let cached = std::fs::read_to_string(dir.join("baseline.json")).unwrap();
+    assert!(cached.contains("random_accuracy"), "{cached}");
+    let line = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    assert!(line.contains("\"chance_accuracy\":0.1"), "{line}");
+    std::fs::remove_dir_all(&dir).ok();
+}

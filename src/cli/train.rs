@@ -302,7 +302,13 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, given: &[String]) -> Result<
             last.cos_pos,
             last.cos_neg,
             last.linear_accuracy
-                .map(|a| format!(", linear accuracy {:.2}%", a * 100.0))
+                .zip(last.random_accuracy.zip(last.chance_accuracy))
+                .map(|(a, (r, c))| format!(
+                    ", linear accuracy {:.2}% (random encoder {:.2}%, chance {:.2}%)",
+                    a * 100.0,
+                    r * 100.0,
+                    c * 100.0
+                ))
                 .unwrap_or_default(),
             out.join("metrics.jsonl").display()
         );

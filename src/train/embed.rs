@@ -116,6 +116,38 @@ pub fn check(cfg: &TrainConfig) -> Result<()> {
     Ok(())
 }
 
+/// What an evaluation is measured against: the same architecture untrained (the run's own
+/// initialization, the seed's "Random" row) and chance (1 / classes).
+#[derive(serde::Serialize, serde::Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct Baseline {
+    pub random_accuracy: f64,
+    pub chance_accuracy: f64,
+}
+
+/// The run's baseline, computed once and cached in `dir/baseline.json` (a resumed run reads it).
+pub fn baseline(engine: &Engine, cfg: &TrainConfig, dir: &std::path::Path) -> Result<Baseline> {
+    let path = dir.join("baseline.json");
+    if let Some(b) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Baseline>(&t).ok())
+    {
+        return Ok(b);
+    }
+    let classes = data::open(&cfg.dataset, Split::Test)?
+        .classes()
+        .len()
+        .max(1);
+    let random = SslModel::new(engine, cfg.model_config()?)?;
+    let b = Baseline {
+        random_accuracy: evaluate(engine, &random, cfg)?.probe.accuracy,
+        chance_accuracy: 1.0 / classes as f64,
+    };
+    let json = serde_json::to_string(&b).map_err(|e| Error::Io(e.to_string()))?;
+    std::fs::write(&path, json)
+        .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))?;
+    Ok(b)
+}
+
 /// The configured protocol: the seed's (fit on the first half of the test split, score on the
 /// second half, in file order) or train split against test split.
 pub fn evaluate(engine: &Engine, model: &SslModel, cfg: &TrainConfig) -> Result<Evaluation> {

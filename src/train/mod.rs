@@ -43,6 +43,9 @@ pub struct EpochMetrics {
     pub linear_accuracy: Option<f64>,
     /// Effective rank of the encoder's embeddings of the evaluation images (eval epochs).
     pub embedding_rank: Option<f64>,
+    /// The same probe on the run's untrained initialization, and chance (eval epochs).
+    pub random_accuracy: Option<f64>,
+    pub chance_accuracy: Option<f64>,
     pub images_per_sec: f64,
     pub seconds: f64,
     pub collapsed: bool,
@@ -241,6 +244,11 @@ pub fn train_with(
         } else {
             None
         };
+        // What the accuracy means: the untrained network's and chance, once per run.
+        let baseline = match evaluation {
+            Some(_) => Some(embed::baseline(engine, cfg, out)?),
+            None => None,
+        };
         let m = EpochMetrics {
             epoch: epoch + 1,
             step,
@@ -254,6 +262,8 @@ pub fn train_with(
             output_rank: d.output_rank,
             linear_accuracy: evaluation.as_ref().map(|e| e.probe.accuracy),
             embedding_rank: evaluation.as_ref().map(|e| e.embedding_rank),
+            random_accuracy: baseline.map(|b| b.random_accuracy),
+            chance_accuracy: baseline.map(|b| b.chance_accuracy),
             images_per_sec: seen as f64 / seconds.max(1e-9),
             seconds,
             collapsed: d.cos_neg > 0.99,
@@ -269,7 +279,7 @@ pub fn train_with(
                 m.output_std,
                 m.output_std_reference,
                 m.output_rank,
-                evaluation.as_ref().map(|e| format!("  linear acc {:.2}%  embedding rank {:.1}", e.probe.accuracy * 100.0, e.embedding_rank)).unwrap_or_default(),
+                evaluation.as_ref().zip(baseline).map(|(e, b)| format!("  linear acc {:.2}% (random encoder {:.2}%, chance {:.2}%)  embedding rank {:.1}", e.probe.accuracy * 100.0, b.random_accuracy * 100.0, b.chance_accuracy * 100.0, e.embedding_rank)).unwrap_or_default(),
                 m.images_per_sec
             );
             if m.collapsed {
