@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 pub enum DataCommand {
     /// Print counts, image shape, classes and per-channel mean/std of a dataset.
     Info {
-        #[arg(long, default_value = "synthetic", help = crate::data::spec::SPEC_HELP)]
+        #[arg(long, default_value = "synthetic", help = crate::data::spec::SPEC_FORMS)]
         dataset: String,
     },
     /// Download a dataset, check its published checksum and unpack it.
@@ -22,7 +22,7 @@ pub enum DataCommand {
     },
     /// Write a PNG grid of original images and their two augmented views.
     Show {
-        #[arg(long, default_value = "synthetic", help = crate::data::spec::SPEC_HELP)]
+        #[arg(long, default_value = "synthetic", help = crate::data::spec::SPEC_FORMS)]
         dataset: String,
         /// The PNG to write: one row per image, its original and two augmented views.
         #[arg(long, default_value = "pairs.png")]

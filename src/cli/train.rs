@@ -21,7 +21,7 @@ fn d() -> TrainConfig {
 /// Flags of `byol train`; each maps to the `TrainConfig` (and `config.json`) field of its name.
 #[derive(Args, Debug, Clone)]
 pub struct TrainArgs {
-    #[arg(long, default_value_t = d().dataset, help = crate::data::spec::SPEC_HELP)]
+    #[arg(long, default_value_t = d().dataset, help = crate::data::spec::SPEC_FORMS)]
     pub dataset: String,
     /// Side of the square views fed to the network, in pixels.
     #[arg(long, default_value_t = d().image_size)]

@@ -4,10 +4,6 @@ use super::{cifar10, folder, idx, stl10, synthetic, ImageSet, Split};
 use crate::error::{Error, Result};
 use std::path::Path;
 
-/// The dataset SPECs every `--dataset` flag takes (datasets/README.md describes each).
-pub const SPEC_HELP: &str = "synthetic[:N[:SIZE[:SEED]]] | stl10:DIR | cifar10:DIR | idx:DIR | \
-fashion-mnist:DIR | folder:DIR[:SIZE] (see datasets/README.md)";
-
 /// Every SPEC form, for help texts and errors.
 pub const SPEC_FORMS: &str = "synthetic[:N[:SIZE[:SEED]]], stl10:DIR, cifar10:DIR, \
     idx:DIR (or mnist:DIR), fashion-mnist:DIR, folder:DIR[:SIZE]";

@@ -17,6 +17,9 @@ use std::f32::consts::{PI, TAU};
 
 pub const DEFAULT_COUNT: usize = 10_000;
 pub const DEFAULT_SIDE: usize = 32;
+/// The most images a synthetic set may have (ten times ImageNet).
+pub const MAX_COUNT: usize = 10_000_000;
+
 /// The test split holds the training count divided by this (2,000 for the default 10,000).
 pub const TEST_DIVISOR: usize = 5;
 
@@ -44,10 +47,12 @@ impl Synthetic {
     /// `count` images of `side` x `side` for `split`. Pretrain and Train are the same images
     /// (as for CIFAR-10); Test is drawn from a different stream.
     pub fn new(count: usize, side: usize, seed: u64, split: Split) -> Result<Synthetic> {
-        if count == 0 {
-            return Err(Error::Invalid(
-                "synthetic: the image count must be > 0".into(),
-            ));
+        // Images are generated on demand, but `data info` and the loader's shuffle walk all of
+        // them: a count no run could use would never finish.
+        if count == 0 || count > MAX_COUNT {
+            return Err(Error::Invalid(format!(
+                "synthetic: the image count must be in 1..={MAX_COUNT}, got {count}"
+            )));
         }
         if !(8..=1024).contains(&side) {
             return Err(Error::Invalid(format!(
