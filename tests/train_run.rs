@@ -297,3 +297,23 @@ fn evaluated_epochs_report_the_random_baseline_and_chance() {
     assert!(line.contains("\"chance_accuracy\":0.1"), "{line}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Evaluating a run whose config.json no longer matches its checkpoint says so as an evaluation
+/// problem, not as a `--resume` one.
+#[test]
+fn eval_reports_a_config_mismatch_as_its_own() {
+    let e = common::engine();
+    let dir = run_dir("eval-mismatch");
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..tiny()
+    };
+    train(&e, &cfg, &dir, false, false).unwrap();
+    let edited = TrainConfig { lr: 0.7, ..cfg };
+    let err = match byol::train::evaluate_run(&e, &dir, &edited, false) {
+        Ok(_) => panic!("a mismatched config was evaluated"),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("eval:") && !err.contains("--resume"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

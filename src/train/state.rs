@@ -143,14 +143,21 @@ fn comparable(cfg: &TrainConfig) -> TrainConfig {
 /// run's config must match the checkpoint's.
 pub fn restore(path: &Path, cfg: &TrainConfig, trainer: &mut Trainer) -> Result<Position> {
     let (model, optimizers, step) = trainer.state_mut();
-    let (at, steps) = restore_into(path, cfg, model, optimizers)?;
+    let (at, steps) = restore_into(path, cfg, model, optimizers, Purpose::Resume)?;
     *step = steps;
     Ok(at)
 }
 
 /// Loads only the networks of `path` (for evaluation).
 pub fn restore_model(path: &Path, cfg: &TrainConfig, model: &mut SslModel) -> Result<()> {
-    restore_into(path, cfg, model, &mut []).map(|_| ())
+    restore_into(path, cfg, model, &mut [], Purpose::Evaluate).map(|_| ())
+}
+
+/// Why a checkpoint is read, for errors that say what the user was doing.
+#[derive(Clone, Copy)]
+enum Purpose {
+    Resume,
+    Evaluate,
 }
 
 /// Returns where the checkpoint was written and the run's step count.
@@ -159,10 +166,16 @@ fn restore_into(
     cfg: &TrainConfig,
     model: &mut SslModel,
     optimizers: &mut [crate::optim::Optimizer],
+    purpose: Purpose,
 ) -> Result<(Position, usize)> {
+    let doing = match purpose {
+        Purpose::Resume => "--resume",
+        Purpose::Evaluate => "eval",
+    };
     if !path.exists() {
         return Err(Error::Io(format!(
-            "--resume: no checkpoint at {}",
+            "{doing}: no checkpoint at {} (a run writes one at each epoch's end and every \
+             --checkpoint-minutes)",
             path.display()
         )));
     }
@@ -170,9 +183,17 @@ fn restore_into(
     let saved: TrainConfig = serde_json::from_value(state["config"].clone())
         .map_err(|e| Error::Io(format!("{}: bad config in checkpoint: {e}", path.display())))?;
     if comparable(&saved) != comparable(cfg) {
+        let hint = match purpose {
+            Purpose::Resume => {
+                "resume with the same flags (only --epochs and evaluation flags may change)"
+            }
+            Purpose::Evaluate => {
+                "the run's config.json does not match its checkpoint: was it edited, or copied \
+                 from another run?"
+            }
+        };
         return Err(Error::Invalid(format!(
-            "--resume: the checkpoint in {} was trained with a different configuration; \
-             resume with the same flags (only --epochs and evaluation flags may change)",
+            "{doing}: the checkpoint in {} was trained with a different configuration; {hint}",
             path.display()
         )));
     }
