@@ -125,3 +125,99 @@ fn absurd_synthetic_counts_are_refused() {
     byol::data::open("synthetic:10000000", Split::Pretrain).unwrap();
     assert!(t0.elapsed().as_secs() < 5);
 }
+
+/// IDX files: the header is read and checked first, so a small `.gz` claiming a huge image count
+/// or hiding far more data than its header says is refused without inflating it whole, a plain
+/// file must be exactly what its header says, and a pipe or a link to a device is named as such
+/// (not as missing, and never waited on).
+mod idx_faults {
+    use byol::data::Split;
+    use std::io::Write;
+    use std::path::Path;
+
+    fn header(magic: u32, dims: &[u32]) -> Vec<u8> {
+        let mut v = magic.to_be_bytes().to_vec();
+        for d in dims {
+            v.extend(d.to_be_bytes());
+        }
+        v
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn fake(dir: &Path, images: Vec<u8>, gz: bool) {
+        std::fs::create_dir_all(dir).unwrap();
+        let name = if gz {
+            "t10k-images-idx3-ubyte.gz"
+        } else {
+            "t10k-images-idx3-ubyte"
+        };
+        let images = if gz { gzip(&images) } else { images };
+        std::fs::write(dir.join(name), images).unwrap();
+        let mut labels = header(0x0801, &[1]);
+        labels.push(3);
+        std::fs::write(dir.join("t10k-labels-idx1-ubyte"), labels).unwrap();
+    }
+
+    fn open_err(dir: &Path) -> String {
+        let spec = format!("idx:{}", dir.display());
+        match byol::data::open(&spec, Split::Test) {
+            Ok(_) => panic!("{spec} opened"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn headers_are_checked_before_data_is_inflated_or_allocated() {
+        let root = super::scratch("idx");
+        // One image of 28x28 claimed, 64 MiB of zeros behind it (a ~64 KB gzip file).
+        let mut lying = header(0x0803, &[1, 28, 28]);
+        lying.resize(16 + (64 << 20), 0);
+        fake(&root.join("more"), lying, true);
+        let t0 = std::time::Instant::now();
+        let err = open_err(&root.join("more"));
+        assert!(err.contains("more") && err.contains("t10k-images"), "{err}");
+        assert!(
+            t0.elapsed().as_secs() < 5,
+            "it inflated the whole file first"
+        );
+        // 2^31 images claimed by a file of a few dozen bytes.
+        let mut huge = header(0x0803, &[1 << 31, 28, 28]);
+        huge.extend([0u8; 784]);
+        fake(&root.join("huge-gz"), huge.clone(), true);
+        let err = open_err(&root.join("huge-gz"));
+        assert!(err.contains("gzip file can hold"), "{err}");
+        fake(&root.join("huge-plain"), huge, false);
+        let err = open_err(&root.join("huge-plain"));
+        assert!(err.contains("expected") && err.contains("got 800"), "{err}");
+        std::fs::remove_dir_all(&root).ok();
+    }
+
+    #[test]
+    fn a_pipe_or_a_device_is_named_not_missing() {
+        let root = super::scratch("idx-special");
+        let mut ok = header(0x0803, &[1, 2, 2]);
+        ok.extend([1, 2, 3, 4]);
+        fake(&root, ok, false);
+        let images = root.join("t10k-images-idx3-ubyte");
+        std::fs::remove_file(&images).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &images).unwrap();
+        let err = open_err(&root);
+        assert!(err.contains("not a regular file"), "{err}");
+        std::fs::remove_file(&images).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&images)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let t0 = std::time::Instant::now();
+        let err = open_err(&root);
+        assert!(err.contains("not a regular file"), "{err}");
+        assert!(t0.elapsed().as_secs() < 5, "it waited on the pipe");
+        std::fs::remove_dir_all(&root).ok();
+    }
+}

@@ -5,7 +5,7 @@
 //! 0x00000801 for a 1-D array of labels), then one big-endian u32 per dimension, then the bytes.
 //! Grayscale images are replicated to three channels.
 
-use super::files::{bad_file, check_index, check_out, check_size, io_error, read_whole};
+use super::files::{bad_file, check_index, check_out, check_size, io_error};
 use super::{ImageSet, Split};
 use crate::error::{Error, Result};
 use flate2::read::GzDecoder;
@@ -60,10 +60,9 @@ pub fn open(dir: &Path, split: Split, flavor: Flavor) -> Result<Idx> {
     };
     let images_path = find(&dir, prefix, "images-idx3-ubyte")?;
     let labels_path = find(&dir, prefix, "labels-idx1-ubyte")?;
-    let images = load(&images_path)?;
-    let labels = load(&labels_path)?;
-
-    let dims = header(&images, &images_path, IMAGES_MAGIC, 3)?;
+    // Headers first: what a header claims is checked (and bounded by the file's real size)
+    // before anything that large is allocated or inflated.
+    let (dims, images) = IdxFile::open(&images_path, IMAGES_MAGIC, 3)?;
     let (count, rows, cols) = (dims[0], dims[1], dims[2]);
     if rows == 0 || cols == 0 || rows > 4096 || cols > 4096 {
         return Err(bad_file(
@@ -74,9 +73,9 @@ pub fn open(dir: &Path, split: Split, flavor: Flavor) -> Result<Idx> {
     let pixel_bytes = count
         .checked_mul(rows * cols)
         .ok_or_else(|| bad_file(&images_path, "image count overflows"))?;
-    check_size(&images_path, (16 + pixel_bytes) as u64, images.len() as u64)?;
-
-    let label_dims = header(&labels, &labels_path, LABELS_MAGIC, 1)?;
+    // Bounded by the checks inside (the file's real size, or what its gzip size can hold).
+    let pixels = images.payload(pixel_bytes)?;
+    let (label_dims, labels) = IdxFile::open(&labels_path, LABELS_MAGIC, 1)?;
     if label_dims[0] != count {
         return Err(bad_file(
             &labels_path,
@@ -87,8 +86,7 @@ pub fn open(dir: &Path, split: Split, flavor: Flavor) -> Result<Idx> {
             ),
         ));
     }
-    check_size(&labels_path, (8 + count) as u64, labels.len() as u64)?;
-    let labels = labels[8..].to_vec();
+    let labels = labels.payload(count)?;
     if let Some((i, &l)) = labels
         .iter()
         .enumerate()
@@ -99,8 +97,6 @@ pub fn open(dir: &Path, split: Split, flavor: Flavor) -> Result<Idx> {
             format!("label {l} of image {i} is outside 0..{NUM_CLASSES}"),
         ));
     }
-    let mut pixels = images;
-    pixels.drain(..16);
     Ok(Idx {
         pixels,
         labels,
@@ -119,7 +115,8 @@ fn find(dir: &Path, prefix: &str, stem: &str) -> Result<PathBuf> {
     for name in [format!("{prefix}-{stem}"), format!("{prefix}-{dotted}")] {
         for candidate in [name.clone(), format!("{name}.gz")] {
             let path = dir.join(&candidate);
-            if path.is_file() {
+            // Anything by that name (a pipe or a link to a device too: opening it says why not).
+            if path.exists() {
                 return Ok(path);
             }
             tried.push(candidate);
@@ -132,17 +129,97 @@ fn find(dir: &Path, prefix: &str, stem: &str) -> Result<PathBuf> {
     )))
 }
 
-/// The file's bytes, gunzipped if it ends in `.gz`.
-fn load(path: &Path) -> Result<Vec<u8>> {
-    let raw = read_whole(path, "an IDX file", None)?;
-    if path.extension().is_some_and(|e| e == "gz") {
-        let mut out = Vec::with_capacity(raw.len() * 2);
-        GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
+/// An IDX file whose header has been read: plain, or inflated from `.gz` as a stream.
+struct IdxFile {
+    path: PathBuf,
+    reader: Box<dyn Read>,
+    header_len: u64,
+    /// The plain file's size, or the gzip file's (compressed) size.
+    file_len: u64,
+    gzipped: bool,
+}
+
+/// DEFLATE inflates at most about 1032:1: a header claiming more than this many payload bytes
+/// per compressed byte is lying (or the file is not what it says).
+const MAX_INFLATE_RATIO: u64 = 1100;
+
+impl IdxFile {
+    /// Opens `path` and reads its header: the magic number and `ndim` dimensions.
+    fn open(path: &Path, magic: u32, ndim: usize) -> Result<(Vec<usize>, IdxFile)> {
+        // Checked before opening: opening a named pipe would block, and /dev/zero never ends.
+        let meta = std::fs::metadata(path).map_err(|e| io_error(path, "cannot open", e))?;
+        if !meta.is_file() {
+            return Err(bad_file(
+                path,
+                "is not a regular file (a pipe, a device or a folder?)",
+            ));
+        }
+        let file = std::fs::File::open(path).map_err(|e| io_error(path, "cannot open", e))?;
+        let gzipped = path.extension().is_some_and(|e| e == "gz");
+        let mut reader: Box<dyn Read> = if gzipped {
+            Box::new(GzDecoder::new(std::io::BufReader::new(file)))
+        } else {
+            Box::new(std::io::BufReader::new(file))
+        };
+        let header_len = 4 + 4 * ndim;
+        let mut head = Vec::with_capacity(header_len);
+        (&mut reader)
+            .take(header_len as u64)
+            .read_to_end(&mut head)
             .map_err(|e| io_error(path, "gzip decoding failed (truncated or corrupt?)", e))?;
-        Ok(out)
-    } else {
-        Ok(raw)
+        let dims = header(&head, path, magic, ndim)?;
+        Ok((
+            dims,
+            IdxFile {
+                path: path.to_path_buf(),
+                reader,
+                header_len: header_len as u64,
+                file_len: meta.len(),
+                gzipped,
+            },
+        ))
+    }
+
+    /// The `bytes` of data after the header, which must be exactly what the file holds.
+    fn payload(mut self, bytes: usize) -> Result<Vec<u8>> {
+        let path = &self.path;
+        let claimed = self.header_len + bytes as u64;
+        if !self.gzipped {
+            check_size(path, claimed, self.file_len)?;
+        } else if bytes as u64 > MAX_INFLATE_RATIO.saturating_mul(self.file_len) {
+            return Err(bad_file(
+                path,
+                format!(
+                    "its header claims {claimed} bytes, more than a {}-byte gzip file can hold",
+                    self.file_len
+                ),
+            ));
+        }
+        let mut data = Vec::with_capacity(bytes);
+        (&mut self.reader)
+            .take(bytes as u64)
+            .read_to_end(&mut data)
+            .map_err(|e| io_error(path, "gzip decoding failed (truncated or corrupt?)", e))?;
+        let mut extra = [0u8; 1];
+        let more = self
+            .reader
+            .read(&mut extra)
+            .map_err(|e| io_error(path, "gzip decoding failed (truncated or corrupt?)", e))?;
+        if data.len() != bytes || more > 0 {
+            let actual = if more > 0 {
+                "more".to_string()
+            } else {
+                (self.header_len + data.len() as u64).to_string()
+            };
+            return Err(bad_file(
+                path,
+                format!(
+                    "expected {claimed} bytes{}, got {actual} (truncated or wrong file?)",
+                    if self.gzipped { " once inflated" } else { "" }
+                ),
+            ));
+        }
+        Ok(data)
     }
 }
 
