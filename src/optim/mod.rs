@@ -171,10 +171,6 @@ impl Optimizer {
         Ok(self)
     }
 
-    pub fn rule(&self) -> Rule {
-        self.rule
-    }
-
     pub fn params(&self) -> &ParamSet {
         &self.params
     }

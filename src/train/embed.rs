@@ -143,8 +143,7 @@ pub fn baseline(engine: &Engine, cfg: &TrainConfig, dir: &std::path::Path) -> Re
         chance_accuracy: 1.0 / classes as f64,
     };
     let json = serde_json::to_string(&b).map_err(|e| Error::Io(e.to_string()))?;
-    std::fs::write(&path, json)
-        .map_err(|e| Error::Io(format!("writing {}: {e}", path.display())))?;
+    super::checkpoint::write_atomic(&path, json.as_bytes())?;
     Ok(b)
 }
 

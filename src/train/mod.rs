@@ -332,13 +332,7 @@ fn check_finite(loss: f64, epoch: usize, step: usize) -> Result<()> {
 
 fn write_config(out: &Path, cfg: &TrainConfig) -> Result<()> {
     let json = serde_json::to_string_pretty(cfg).map_err(|e| Error::Io(e.to_string()))?;
-    let (tmp, path) = (out.join("config.json.tmp"), out.join("config.json"));
-    std::fs::write(&tmp, json)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::Io(format!("writing {}: {e}", path.display()))
-        })
+    checkpoint::write_atomic(&out.join("config.json"), json.as_bytes())
 }
 
 /// Keeps the lines of `metrics.jsonl` up to `epochs` (those the checkpoint holds), rewritten
@@ -359,11 +353,8 @@ fn truncate_metrics(path: &Path, epochs: usize) -> Result<()> {
     if keep.len() == text.lines().count() {
         return Ok(());
     }
-    let tmp = path.with_extension("jsonl.tmp");
     let body: String = keep.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(&tmp, body)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| Error::Io(format!("rewriting {}: {e}", path.display())))
+    checkpoint::write_atomic(path, body.as_bytes())
 }
 
 /// The progress line: on a terminal one line rewritten about every second, elsewhere a line every

@@ -56,7 +56,14 @@ pub fn claim_fresh(dir: &Path) -> Result<()> {
     if entries.next().is_none() {
         return Ok(());
     }
-    if dir.join("checkpoint.bin").exists() || dir.join("config.json").exists() {
+    if !dir.join("checkpoint.bin").exists() && dir.join("config.json").exists() {
+        return Err(Error::Invalid(format!(
+            "{} holds a run that stopped before its first checkpoint (nothing to --resume): \
+             delete it or choose another --out",
+            dir.display()
+        )));
+    }
+    if dir.join("checkpoint.bin").exists() {
         return Err(Error::Invalid(format!(
             "{} already holds a run; continue it with --resume {} or choose another --out",
             dir.display(),
