@@ -6,6 +6,7 @@
 //! [`tensor`] holds GPU data, [`tape`] records what ops did, [`ops`] are the differentiable kernels,
 //! [`autograd`] walks the tape backward and [`optim`] updates parameters.
 
+pub mod atomic_file;
 pub mod autograd;
 pub mod cli;
 pub mod data;
@@ -13,6 +14,7 @@ pub mod device;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod interop;
 pub mod kernels;
 pub mod nn;
 pub mod ops;

@@ -28,8 +28,14 @@ enum Command {
     Info,
     /// Train an encoder self-supervised (BYOL and relatives) with diagnostics and checkpoints.
     Train(Box<byol::cli::train::TrainArgs>),
-    /// Linear evaluation of a trained run's encoder (or of a random one with --random).
+    /// Linear evaluation of a run's encoder, or of one in a safetensors file (or of a random one
+    /// with --random).
     Eval(byol::cli::train::EvalArgs),
+    /// Write a run's encoder (optionally heads, or the EMA target) as safetensors with
+    /// torchvision's ResNet-18 names.
+    Export(byol::cli::interop::ExportArgs),
+    /// Write an encoder's embeddings of a dataset split as a float32 .npy (and its labels).
+    Embed(byol::cli::interop::EmbedArgs),
     /// The seed's study: every variant of its table from one initialization, its table and figures.
     Study(byol::cli::study::StudyArgs),
     /// Datasets: info, fetch, show augmented pairs.
@@ -61,6 +67,8 @@ fn main() -> ExitCode {
             byol::cli::train::run(&args, cli.adapter.as_deref(), &given)
         }
         Command::Eval(args) => byol::cli::train::eval(&args, cli.adapter.as_deref()),
+        Command::Export(args) => byol::cli::interop::export(&args, cli.adapter.as_deref()),
+        Command::Embed(args) => byol::cli::interop::embed(&args, cli.adapter.as_deref()),
         Command::Study(args) => byol::cli::study::run(&args, cli.adapter.as_deref()),
         Command::Data { command } => byol::cli::data::run(command, cli.adapter.as_deref()),
     };

@@ -610,6 +610,53 @@ fn synthetic_classes_differ() {
     }
 }
 
+/// The shape's and the ground's grey levels are the same in every image, so that no colour tells
+/// one image from another: two views of an image then share only what the augmentations keep,
+/// position-free shape and texture, which is the class. (With per-image colours, BYOL learns the
+/// colours and stays at chance: see src/data/synthetic.rs.)
+#[test]
+fn synthetic_grey_levels_carry_no_image_identity() {
+    let set = data::open("synthetic:400:32", Split::Train).unwrap();
+    let (h, w) = set.image_size();
+    let mut highs = Vec::new();
+    let mut lows = Vec::new();
+    for i in 0..set.len() {
+        let img = read(set.as_ref(), i);
+        let mut lum: Vec<f64> = img
+            .chunks(3)
+            .map(|p| {
+                // Grey: the three channels agree (up to pixel noise).
+                let spread = p.iter().max().unwrap() - p.iter().min().unwrap();
+                assert!(spread <= 30, "image {i}: pixel {p:?} is not grey");
+                p.iter().map(|&c| c as f64).sum::<f64>() / 3.0 / 255.0
+            })
+            .collect();
+        assert_eq!(lum.len(), h * w);
+        lum.sort_by(f64::total_cmp);
+        // The brightest 2% lie on the shape (the light part of every class covers more), the darkest 5%
+        // on the ground.
+        highs.push(lum[lum.len() * 98 / 100]);
+        lows.push(lum[lum.len() * 5 / 100]);
+    }
+    let stats = |v: &[f64]| {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64).sqrt();
+        let (lo, hi) = v
+            .iter()
+            .fold((1f64, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
+        (mean, sd, lo, hi)
+    };
+    let (mean, sd, lo, hi) = stats(&highs);
+    assert!(
+        (0.84..=0.96).contains(&mean) && sd < 0.05,
+        "shape grey {mean} ± {sd}"
+    );
+    assert!(lo > 0.7 && hi < 0.98, "shape grey from {lo} to {hi}");
+    let (mean, sd, lo, hi) = stats(&lows);
+    assert!(mean < 0.2 && sd < 0.04, "ground grey {mean} ± {sd}");
+    assert!(hi < 0.3, "ground grey from {lo} to {hi}");
+}
+
 // ---------------------------------------------------------------- specs and stats
 
 #[test]

@@ -2,5 +2,6 @@
 
 pub mod data;
 pub mod data_show;
+pub mod interop;
 pub mod study;
 pub mod train;

@@ -3,12 +3,12 @@
 use crate::error::{Error, Result};
 use crate::nn::{EncoderNorm, NormKind, Stem};
 use crate::ssl::Method;
-use crate::train::config::{AugmentPreset, EvalProtocol, OptimizerKind};
+use crate::train::config::{AugmentPreset, EvalProtocol, OptimizerKind, SizeChange};
 use crate::train::RunControl;
 use crate::train::{self, TrainConfig};
 use crate::{Engine, EngineOptions};
 use clap::Args;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +117,10 @@ pub struct TrainArgs {
     /// Progress line every N steps.
     #[arg(long, default_value_t = d().log_every)]
     pub log_every: usize,
+    /// Start the online and target encoders from this safetensors file (torchvision's ResNet-18
+    /// names, as `byol export` writes) instead of a random initialization.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
     /// Run directory (default runs/METHOD-DATASET-TIME).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -182,15 +186,19 @@ impl TrainArgs {
             eval_protocol: self.eval_protocol,
             max_steps_per_epoch: self.max_steps_per_epoch,
             log_every: self.log_every,
+            init_from: self
+                .init_from
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
         }
     }
 }
 
-/// Printed when the chosen adapter runs on the CPU, where a default-sized run takes hours.
+/// Printed when the chosen adapter runs on the CPU and the run keeps the size it was given.
 pub const SOFTWARE_ADAPTER_NOTE: &str =
     "note: this is a software (CPU) adapter, some hundred times \
-slower than a GPU; for a first look try --width-mult 0.125 --image-size 16 --batch-size 32 \
---max-steps-per-epoch 20 (or pick a GPU with --adapter; `byol adapters` lists them)";
+slower than a GPU; without size flags byol picks a CPU-sized run (16 px, width 1/8, batch 32, \
+3 epochs) (or pick a GPU with --adapter; `byol adapters` lists them)";
 
 /// A new run directory `runs/METHOD-DATASET-YYYYMMDD-HHMMSS[-N]` (UTC), made exclusively.
 fn default_run_dir(cfg: &TrainConfig) -> Result<PathBuf> {
@@ -223,6 +231,7 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, given: &[String]) -> Result<
         adapter: adapter.map(str::to_owned),
         ..Default::default()
     })?;
+    let mut cpu_sized = Vec::new();
     let (cfg, out, resume) = match &args.resume {
         Some(dir) => {
             let path = dir.join("config.json");
@@ -253,9 +262,15 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, given: &[String]) -> Result<
             (cfg, dir.clone(), true)
         }
         None => {
-            let cfg = args.to_config();
+            let mut cfg = args.to_config();
+            if engine.gpu().is_software() {
+                cpu_sized = cfg.apply_cpu_size(|f| given.iter().any(|g| g == f));
+            }
             // Checked before a directory is made, so a bad flag leaves nothing behind.
             cfg.validate()?;
+            if let Some(path) = &cfg.init_from {
+                crate::interop::weights::check_fits(&engine, Path::new(path), cfg.model_config()?)?;
+            }
             let out = match &args.out {
                 Some(dir) => {
                     train::run_dir::claim_fresh(dir)?;
@@ -268,7 +283,21 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, given: &[String]) -> Result<
     };
     if !args.quiet {
         eprintln!("adapter: {}", engine.adapter_name());
-        if engine.gpu().is_software() {
+        if !cpu_sized.is_empty() {
+            let list = |f: fn(&SizeChange) -> &str| {
+                let items: Vec<String> = cpu_sized
+                    .iter()
+                    .map(|c| format!("{} {}", c.flag, f(c)))
+                    .collect();
+                items.join(" ")
+            };
+            eprintln!(
+                "CPU-sized run (software adapter): {} in place of the GPU defaults {}; a size \
+                 flag you give keeps its value",
+                list(|c| &c.now),
+                list(|c| &c.was)
+            );
+        } else if engine.gpu().is_software() && !resume {
             eprintln!("{SOFTWARE_ADAPTER_NOTE}");
         }
         eprintln!(
@@ -339,8 +368,19 @@ fn stop_on_signal() -> Arc<AtomicBool> {
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
     /// The run directory (holds config.json and checkpoint.bin).
+    #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
+    pub run: Option<PathBuf>,
+    /// Evaluate the encoder in this safetensors file (torchvision's ResNet-18 names) instead of a
+    /// run's; needs --dataset.
+    #[arg(long, requires = "dataset")]
+    pub weights: Option<PathBuf>,
+    /// The dataset to evaluate on (SPEC as for train); default: the run's.
     #[arg(long)]
-    pub run: PathBuf,
+    pub dataset: Option<String>,
+    /// Side of the images fed to the encoder; default: the run's (with --weights: the file's
+    /// byol.image_size, else 32 for a CIFAR stem and 96 for an ImageNet one).
+    #[arg(long)]
+    pub image_size: Option<usize>,
     /// Which labeled images the probe fits and scores; default: the run's.
     #[arg(long, value_enum)]
     pub eval_protocol: Option<EvalProtocol>,
@@ -357,11 +397,14 @@ pub fn eval(args: &EvalArgs, adapter: Option<&str>) -> Result<()> {
         adapter: adapter.map(str::to_owned),
         ..Default::default()
     })?;
-    let path = args.run.join("config.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| Error::Io(format!("cannot read {}: {e}", path.display())))?;
-    let mut cfg: TrainConfig = serde_json::from_str(&text)
-        .map_err(|e| Error::Io(format!("{} is not a byol config: {e}", path.display())))?;
+    let source =
+        super::interop::EncoderSource::from_flags(args.run.as_deref(), args.weights.as_deref())?;
+    let (model, mut cfg) = source.open(
+        &engine,
+        args.dataset.as_deref(),
+        args.image_size,
+        args.random,
+    )?;
     if let Some(p) = args.eval_protocol {
         cfg.eval_protocol = p;
     }
@@ -369,7 +412,8 @@ pub fn eval(args: &EvalArgs, adapter: Option<&str>) -> Result<()> {
         cfg.eval_images = n;
     }
     cfg.validate()?;
-    let e = train::evaluate_run(&engine, &args.run, &cfg, args.random)?;
+    train::embed::check(&cfg)?;
+    let e = train::embed::evaluate(&engine, &model, &cfg)?;
     let r = &e.probe;
     println!(
         "linear accuracy {:.2}% ({} protocol, fit accuracy {:.2}%, {} iterations, final loss {:.4}); embedding effective rank {:.1}",

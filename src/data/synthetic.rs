@@ -1,10 +1,19 @@
-//! The built-in dataset: coloured shapes generated on the fly, reproducible from a seed.
+//! The built-in dataset: light grey shapes on a dark ground, generated on the fly, reproducible
+//! from a seed.
 //!
 //! Ten classes, each a shape with a texture (solid disc, striped square, dotted disc, ...), drawn
-//! at a random position, scale and rotation, in a random colour, over clutter: a colour gradient,
-//! a few distractor strokes and pixel noise. Colour, position and clutter say nothing about the
-//! class, so features that only see colour and layout (those of a random network) separate the
-//! classes poorly, while features that capture shape and texture separate them well.
+//! at a random position and scale, slightly rotated, over a dark gradient in a random direction,
+//! with at most one faint stroke and some pixel noise. The grey levels are the same in every
+//! image.
+//!
+//! Why: a self-supervised method learns whatever two views of one image share and other images
+//! do not. When every image had its own colours (an earlier version drew them at random, and a
+//! later one varied only their brightness), those colours were that shortcut: BYOL learned them,
+//! and they say nothing about the class. Measured at 16 px, width 1/8, batch 32, 500 steps (linear
+//! probe, random encoder of the same initialization in brackets): random colours 13.0% (14.8%),
+//! random brightness 29.2% (29.3%), fixed greys 49.5% (37.4%). With the greys fixed, what two
+//! views share is the shape and its texture, which is the class. Rotation stays small because no
+//! augmentation rotates: no method can learn from views alone that a turned square is a square.
 //!
 //! Image `i` of a split depends only on (seed, split, i): any image can be drawn alone, in any
 //! order, on any thread, and always comes out the same.
@@ -123,29 +132,11 @@ impl ImageSet for Synthetic {
 
 type Rgb = [f32; 3];
 
-fn random_color(rng: &mut Rng) -> Rgb {
-    [
-        rng.next_f64() as f32,
-        rng.next_f64() as f32,
-        rng.next_f64() as f32,
-    ]
-}
-
-fn luminance(c: Rgb) -> f32 {
-    0.299 * c[0] + 0.587 * c[1] + 0.114 * c[2]
-}
-
-/// A random colour whose luminance differs from `other`'s by at least `gap` where possible.
-fn contrasting(rng: &mut Rng, other: Rgb, gap: f32) -> Rgb {
-    let mut c = random_color(rng);
-    for _ in 0..16 {
-        if (luminance(c) - luminance(other)).abs() >= gap {
-            break;
-        }
-        c = random_color(rng);
-    }
-    c
-}
+/// The grey levels every image uses: background gradient ends, stroke, shape, shape texture.
+const BACKGROUND: [Rgb; 2] = [[0.08; 3], [0.24; 3]];
+const STROKE: Rgb = [0.35; 3];
+const SHAPE: Rgb = [0.9; 3];
+const TEXTURE: Rgb = [0.4; 3];
 
 fn mix(a: Rgb, b: Rgb, t: f32) -> Rgb {
     [
@@ -203,43 +194,39 @@ struct Scene {
 impl Scene {
     fn new(class: usize, side: usize, rng: &mut Rng) -> Scene {
         let pixel = 2.0 / side as f32;
-        let background = [random_color(rng), random_color(rng)];
         let angle = rng.uniform(0.0, std::f64::consts::TAU) as f32;
         let gradient_dir = [angle.cos(), angle.sin()];
-        let strokes = (0..rng.below(4))
+        let strokes = (0..rng.below(2))
             .map(|_| Stroke {
                 a: [rng.uniform(-1.0, 1.0) as f32, rng.uniform(-1.0, 1.0) as f32],
                 b: [rng.uniform(-1.0, 1.0) as f32, rng.uniform(-1.0, 1.0) as f32],
-                half_width: pixel * rng.uniform(0.35, 0.9) as f32,
-                color: random_color(rng),
+                half_width: pixel * rng.uniform(0.3, 0.6) as f32,
+                color: STROKE,
             })
             .collect();
-        let radius = rng.uniform(0.4, 0.7) as f32;
+        let radius = rng.uniform(0.55, 0.85) as f32;
         let reach = 1.0 - 0.8 * radius;
         let center = [
             rng.uniform(-reach as f64, reach as f64) as f32,
             rng.uniform(-reach as f64, reach as f64) as f32,
         ];
-        let rotation = rng.uniform(0.0, std::f64::consts::TAU) as f32;
-        let bg_mean = mix(background[0], background[1], 0.5);
-        let fg = contrasting(rng, bg_mean, 0.3);
-        let fg2 = contrasting(rng, fg, 0.35);
+        let rotation = rng.uniform(-0.15, 0.15) as f32;
         // A few texture periods across the shape, but never finer than ~3 pixels.
         let period = (rng.uniform(0.35, 0.55) as f32).max(3.2 * pixel / radius);
-        let noise = rng.uniform(0.0, 0.08) as f32;
+        let noise = rng.uniform(0.0, 0.04) as f32;
         Scene {
             class,
             side,
             pixel,
-            background,
+            background: BACKGROUND,
             gradient_dir,
             strokes,
             center,
             radius,
             cos: rotation.cos(),
             sin: rotation.sin(),
-            fg,
-            fg2,
+            fg: SHAPE,
+            fg2: TEXTURE,
             period,
             noise,
         }

@@ -143,6 +143,8 @@ impl From<NormKind> for String {
 /// A normalization layer with learnable scale and shift (ones and zeros at init), and for batch
 /// norm its running statistics (not parameters: the EMA target keeps its own).
 pub struct Norm {
+    /// The prefix of its parameters (`layer1.0.norm1`), also naming its running statistics.
+    name: String,
     kind: NormKind,
     gamma: usize,
     beta: usize,
@@ -176,6 +178,7 @@ impl Norm {
             .then(|| BatchNormState::new(engine, channels))
             .transpose()?;
         Ok(Norm {
+            name: name.to_string(),
             kind,
             gamma,
             beta,
@@ -185,6 +188,10 @@ impl Norm {
 
     pub fn kind(&self) -> NormKind {
         self.kind
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The batch-norm running statistics, if any (for checkpoints).

@@ -135,6 +135,22 @@ impl SslModel {
         &self.online.encoder
     }
 
+    /// The online network (or, with `target`, the EMA target, if the method has one): encoder,
+    /// projector and the arena holding both's parameters.
+    pub fn network(&self, target: bool) -> Option<(&ResNet, &Mlp, &ParamSet)> {
+        let b = if target {
+            self.target.as_ref()?
+        } else {
+            &self.online
+        };
+        Some((&b.encoder, &b.projector, &b.params))
+    }
+
+    /// The prediction MLP and its arena, for methods that have one.
+    pub fn predictor(&self) -> Option<(&Mlp, &ParamSet)> {
+        self.predictor.as_ref().map(|(m, p)| (m, p))
+    }
+
     pub fn embedding_dim(&self) -> usize {
         self.online.encoder.out_dim()
     }

@@ -101,19 +101,8 @@ impl<W: Write> Write for CrcWriter<W> {
     }
 }
 
-/// Writes a small file through `NAME.tmp` and a rename, so it is never seen half-written (the
-/// temporary file is removed if the write fails).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::Io(format!("writing {}: {e}", path.display()))
-        })
-}
+/// Writes a small file through `NAME.tmp` and a rename (see [`crate::atomic_file`]).
+pub use crate::atomic_file::write as write_atomic;
 
 /// Named tensors as saved: (name, values).
 pub type NamedTensors = Vec<(String, Vec<f32>)>;

@@ -97,6 +97,10 @@ pub struct TrainConfig {
     pub max_steps_per_epoch: usize,
     /// Progress line every this many steps.
     pub log_every: usize,
+    /// A safetensors file (torchvision names) whose encoder the online and target networks start
+    /// from instead of a random initialization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<String>,
 }
 
 impl Default for TrainConfig {
@@ -135,6 +139,7 @@ impl Default for TrainConfig {
             eval_protocol: EvalProtocol::HalfTest,
             max_steps_per_epoch: 0,
             log_every: 5,
+            init_from: None,
         }
     }
 }
@@ -250,5 +255,68 @@ impl TrainConfig {
         } else {
             batches
         }
+    }
+}
+
+/// The size a run takes on a software (CPU) adapter when no size flag is given: the default
+/// config would take about two hours on a 2-core machine; this one finishes there in minutes and
+/// learns (see README, "The two commands"). GPU runs keep `TrainConfig::default()`.
+pub struct CpuSize {
+    pub image_size: usize,
+    pub width_mult: f64,
+    pub batch_size: usize,
+    pub proj_hidden: usize,
+    pub proj_out: usize,
+    pub pred_hidden: usize,
+    pub epochs: usize,
+}
+
+pub const CPU_SIZE: CpuSize = CpuSize {
+    image_size: 16,
+    width_mult: 0.125,
+    batch_size: 32,
+    proj_hidden: 256,
+    proj_out: 64,
+    pred_hidden: 256,
+    epochs: 3,
+};
+
+/// One field [`TrainConfig::apply_cpu_size`] replaced: its flag, the value it had, the new one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SizeChange {
+    pub flag: String,
+    pub was: String,
+    pub now: String,
+}
+
+impl TrainConfig {
+    /// Replaces each size field the command line did not set (`given(field)` is false) by
+    /// [`CPU_SIZE`]'s and returns what changed (empty when every size flag was given). Flags
+    /// always win: a given one is never replaced.
+    pub fn apply_cpu_size(&mut self, given: impl Fn(&str) -> bool) -> Vec<SizeChange> {
+        let c = &CPU_SIZE;
+        let mut changed = Vec::new();
+        macro_rules! size {
+            ($($field:ident),*) => {$(
+                if !given(stringify!($field)) && self.$field != c.$field {
+                    changed.push(SizeChange {
+                        flag: format!("--{}", stringify!($field).replace('_', "-")),
+                        was: self.$field.to_string(),
+                        now: c.$field.to_string(),
+                    });
+                    self.$field = c.$field;
+                }
+            )*};
+        }
+        size!(
+            image_size,
+            width_mult,
+            batch_size,
+            proj_hidden,
+            proj_out,
+            pred_hidden,
+            epochs
+        );
+        changed
     }
 }

@@ -12,7 +12,8 @@ use crate::ssl::{centered_effective_rank, SslModel};
 use crate::tensor::Tensor;
 use std::sync::Arc;
 
-/// Encoder embeddings [n, d] and labels of the first `limit` images (0: all) of `set`, in order.
+/// Encoder embeddings [n, d] and labels of the first `limit` images (0: all) of `set`, in order;
+/// every image must have a label.
 pub fn embeddings(
     engine: &Engine,
     model: &SslModel,
@@ -21,6 +22,25 @@ pub fn embeddings(
     batch: usize,
     limit: usize,
 ) -> Result<(Vec<f32>, Vec<u32>)> {
+    let (feats, labels) = embeddings_of(engine, model, set, image_size, batch, limit)?;
+    let labels = labels
+        .into_iter()
+        .collect::<Option<Vec<u32>>>()
+        .ok_or_else(|| Error::Invalid("linear evaluation needs a labeled split".into()))?;
+    Ok((feats, labels))
+}
+
+/// Encoder embeddings [n, d] of the first `limit` images (0: all) of `set`, in order, in eval
+/// mode on the evaluation view (the image resized to `image_size`, normalized), with each
+/// image's label where it has one.
+pub fn embeddings_of(
+    engine: &Engine,
+    model: &SslModel,
+    set: Arc<dyn ImageSet>,
+    image_size: usize,
+    batch: usize,
+    limit: usize,
+) -> Result<(Vec<f32>, Vec<Option<u32>>)> {
     let opts = LoaderOptions {
         batch_size: batch.max(1),
         seed: 0,
@@ -48,11 +68,7 @@ pub fn embeddings(
             engine, &images, batch.h, batch.w, &params, &eval_view, image_size,
         )?;
         feats.extend(model.embed(&x)?.to_vec()?);
-        for l in &batch.labels {
-            labels.push(
-                l.ok_or_else(|| Error::Invalid("linear evaluation needs a labeled split".into()))?,
-            );
-        }
+        labels.extend(batch.labels.iter().copied());
         if labels.len() >= n_max {
             break;
         }

@@ -10,6 +10,7 @@ mod state;
 pub mod step;
 
 pub use config::TrainConfig;
+pub use state::restore_model;
 pub use step::{StepResult, Trainer};
 
 use crate::data::loader::{Loader, LoaderOptions, LoaderPosition};
@@ -133,6 +134,10 @@ pub fn train_with(
         truncate_metrics(&metrics_path, at.epoch)?;
         at
     } else {
+        if let Some(path) = &cfg.init_from {
+            let file = crate::interop::weights::read(Path::new(path))?;
+            crate::interop::weights::load_encoder(&file, trainer.model())?;
+        }
         // A fresh run starts a fresh metrics file.
         let _ = std::fs::remove_file(&metrics_path);
         state::Position::default()

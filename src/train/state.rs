@@ -148,9 +148,9 @@ pub fn restore(path: &Path, cfg: &TrainConfig, trainer: &mut Trainer) -> Result<
     Ok(at)
 }
 
-/// Loads only the networks of `path` (for evaluation).
-pub fn restore_model(path: &Path, cfg: &TrainConfig, model: &mut SslModel) -> Result<()> {
-    restore_into(path, cfg, model, &mut [], Purpose::Evaluate).map(|_| ())
+/// Loads only the networks of `path` (for evaluation and export); returns the run's step count.
+pub fn restore_model(path: &Path, cfg: &TrainConfig, model: &mut SslModel) -> Result<usize> {
+    restore_into(path, cfg, model, &mut [], Purpose::Evaluate).map(|(_, steps)| steps)
 }
 
 /// Why a checkpoint is read, for errors that say what the user was doing.
