@@ -106,3 +106,60 @@ fn train_flags_all_have_help_and_match_the_readme() {
         "README's byol train table and `byol train --help` differ"
     );
 }
+
+/// On a software adapter (CI's), size flags the command line leaves out take the CPU size and the
+/// run says so; a size flag given keeps its value.
+#[test]
+fn a_cpu_run_takes_the_cpu_size_for_the_flags_not_given() {
+    let dir = std::env::temp_dir().join(format!("byol-cli-cpu-size-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.to_str().unwrap();
+    let args = [
+        "train",
+        "--dataset",
+        "synthetic:64:16",
+        "--image-size",
+        "12",
+        "--max-steps-per-epoch",
+        "1",
+        "--eval-every",
+        "0",
+        "--quiet",
+        "--out",
+        out,
+    ];
+    let (ok, _, stderr) = byol(&args);
+    assert!(ok, "{stderr}");
+    // --quiet silences progress, not the choice of size: it is printed by the first lines only
+    // without --quiet, so read it from the run's config instead.
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let c = byol::train::config::CPU_SIZE;
+    assert_eq!(cfg["image_size"], 12, "a given flag keeps its value");
+    assert_eq!(cfg["width_mult"], c.width_mult);
+    assert_eq!(cfg["batch_size"], c.batch_size);
+    assert_eq!(cfg["epochs"], c.epochs);
+    assert_eq!(
+        cfg["proj_hidden"],
+        byol::train::TrainConfig::default().proj_hidden
+    );
+    std::fs::remove_dir_all(&dir).ok();
+
+    let mut loud: Vec<&str> = args.iter().copied().filter(|a| *a != "--quiet").collect();
+    loud.extend(["--epochs", "1"]);
+    let (ok, _, stderr) = byol(&loud);
+    assert!(ok, "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("CPU-sized run"))
+        .unwrap_or_else(|| panic!("no CPU-size line in:\n{stderr}"));
+    assert!(
+        line.contains("--width-mult 0.125") && line.contains("--batch-size 32"),
+        "{line}"
+    );
+    assert!(
+        !line.contains("--image-size") && !line.contains("--epochs"),
+        "{line}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -198,7 +198,7 @@ impl TrainArgs {
 pub const SOFTWARE_ADAPTER_NOTE: &str =
     "note: this is a software (CPU) adapter, some hundred times \
 slower than a GPU; without size flags byol picks a CPU-sized run (16 px, width 1/8, batch 32, \
-3 epochs) (or pick a GPU with --adapter; `byol adapters` lists them)";
+3 epochs; or pick a GPU with --adapter; `byol adapters` lists them)";
 
 /// A new run directory `runs/METHOD-DATASET-YYYYMMDD-HHMMSS[-N]` (UTC), made exclusively.
 fn default_run_dir(cfg: &TrainConfig) -> Result<PathBuf> {

@@ -265,9 +265,6 @@ pub struct CpuSize {
     pub image_size: usize,
     pub width_mult: f64,
     pub batch_size: usize,
-    pub proj_hidden: usize,
-    pub proj_out: usize,
-    pub pred_hidden: usize,
     pub epochs: usize,
 }
 
@@ -275,9 +272,6 @@ pub const CPU_SIZE: CpuSize = CpuSize {
     image_size: 16,
     width_mult: 0.125,
     batch_size: 32,
-    proj_hidden: 256,
-    proj_out: 64,
-    pred_hidden: 256,
     epochs: 3,
 };
 
@@ -308,15 +302,9 @@ impl TrainConfig {
                 }
             )*};
         }
-        size!(
-            image_size,
-            width_mult,
-            batch_size,
-            proj_hidden,
-            proj_out,
-            pred_hidden,
-            epochs
-        );
+        // The heads keep their GPU size: at batch 32 they cost little, and 512 -> 128 learned
+        // more than 256 -> 64 in 3 epochs (58.3% against 52.4%, one run each).
+        size!(image_size, width_mult, batch_size, epochs);
         changed
     }
 }
