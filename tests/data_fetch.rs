@@ -1,7 +1,7 @@
 //! `byol data fetch` against a tiny HTTP server on 127.0.0.1: a download is checked against its
 //! MD5, unpacked and moved into place; a corrupted or missing download leaves nothing behind.
 
-use byol::data::fetch::{fetch, fetch_from, sources, Unpack};
+use byol::data::fetch::{fetch, fetch_from, sources, Limits, Unpack};
 use md5::{Digest, Md5};
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -63,6 +63,11 @@ fn archive() -> Vec<u8> {
     tar.into_inner().unwrap().finish().unwrap()
 }
 
+/// The limits of a download that must be exactly `body`.
+fn exact(body: &[u8]) -> Limits {
+    Limits::exact(body.len() as u64)
+}
+
 /// Serves `routes` (path -> body, anything else 404) to at most `requests` connections, and
 /// stops by itself after 10 s whatever happens. Returns the base URL and the thread.
 fn serve(routes: Vec<(&'static str, Vec<u8>)>, requests: usize) -> (String, JoinHandle<()>) {
@@ -114,10 +119,18 @@ fn serve(routes: Vec<(&'static str, Vec<u8>)>, requests: usize) -> (String, Join
 fn fetch_downloads_checks_and_unpacks() {
     let good = archive();
     let md5 = md5_hex(&good);
+    let limits = exact(&good);
     let (base, server) = serve(vec![("/fake.tar.gz", good)], 1);
     let tmp = TempDir::new("good");
     let dir = tmp.0.join("data");
-    let out = fetch_from(&format!("{base}/fake.tar.gz"), &md5, Unpack::TarGz, &dir).unwrap();
+    let out = fetch_from(
+        &format!("{base}/fake.tar.gz"),
+        &md5,
+        limits,
+        Unpack::TarGz,
+        &dir,
+    )
+    .unwrap();
     server.join().unwrap();
     assert_eq!(out, dir);
     // Only the unpacked folder is left: no archive, no .part, no staging folder.
@@ -142,9 +155,15 @@ fn corrupted_download_is_rejected_and_deleted() {
     let actual = md5_hex(&bad);
     let (base, server) = serve(vec![("/fake.tar.gz", bad)], 1);
     let tmp = TempDir::new("bad");
-    let e = fetch_from(&format!("{base}/fake.tar.gz"), &md5, Unpack::TarGz, &tmp.0)
-        .unwrap_err()
-        .to_string();
+    let e = fetch_from(
+        &format!("{base}/fake.tar.gz"),
+        &md5,
+        exact(&good),
+        Unpack::TarGz,
+        &tmp.0,
+    )
+    .unwrap_err()
+    .to_string();
     server.join().unwrap();
     assert!(e.contains(&md5) && e.contains(&actual), "{e}");
     assert!(e.contains("MD5 mismatch"), "{e}");
@@ -157,13 +176,26 @@ fn kept_files_and_missing_files() {
     let md5 = md5_hex(&body);
     let (base, server) = serve(vec![("/x/file.gz", body.clone())], 2);
     let tmp = TempDir::new("keep");
-    let kept = fetch_from(&format!("{base}/x/file.gz"), &md5, Unpack::Keep, &tmp.0).unwrap();
+    let kept = fetch_from(
+        &format!("{base}/x/file.gz"),
+        &md5,
+        exact(&body),
+        Unpack::Keep,
+        &tmp.0,
+    )
+    .unwrap();
     assert_eq!(kept, tmp.0.join("file.gz"));
     assert_eq!(std::fs::read(&kept).unwrap(), body);
     // A 404 is an error naming the URL and leaves nothing new.
-    let e = fetch_from(&format!("{base}/x/gone.gz"), &md5, Unpack::Keep, &tmp.0)
-        .unwrap_err()
-        .to_string();
+    let e = fetch_from(
+        &format!("{base}/x/gone.gz"),
+        &md5,
+        exact(&body),
+        Unpack::Keep,
+        &tmp.0,
+    )
+    .unwrap_err()
+    .to_string();
     server.join().unwrap();
     assert!(e.contains("gone.gz") && e.contains("404"), "{e}");
     assert_eq!(entries(&tmp.0), ["file.gz"]);
@@ -202,9 +234,10 @@ fn fetch_skips_a_dataset_already_there() {
 }
 
 /// The command line end to end: `BYOL_DATA_MIRROR` points `byol data fetch` at the local server,
-/// whose file fails the published checksum, so the command fails and leaves nothing behind.
+/// whose file is not the published one (its size says so before a byte is kept), so the command
+/// fails and leaves nothing behind.
 #[test]
-fn cli_fetch_uses_the_mirror_and_rejects_a_bad_checksum() {
+fn cli_fetch_uses_the_mirror_and_rejects_a_wrong_file() {
     let (base, server) = serve(
         vec![(
             "/mirror/train-images-idx3-ubyte.gz",
@@ -223,9 +256,135 @@ fn cli_fetch_uses_the_mirror_and_rejects_a_bad_checksum() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "{stderr}");
     assert!(
-        stderr.contains("/mirror/train-images-idx3-ubyte.gz")
-            && stderr.contains("8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+        stderr.contains("/mirror/train-images-idx3-ubyte.gz") && stderr.contains("26421880"),
         "{stderr}"
     );
     assert!(entries(&tmp.0).is_empty(), "left {:?}", entries(&tmp.0));
+}
+
+/// Answers one connection with `head` then `body`, sent in pieces `gap` apart, then stalls for
+/// `stall` before closing: a server that trickles, stops or never ends.
+fn serve_raw(
+    head: String,
+    body: Vec<u8>,
+    pieces: usize,
+    gap: Duration,
+    stall: Duration,
+) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let Ok((mut stream, _)) = listener.accept() else {
+            return;
+        };
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf);
+        let _ = stream.write_all(head.as_bytes());
+        for piece in body.chunks(body.len().div_ceil(pieces.max(1)).max(1)) {
+            if stream.write_all(piece).is_err() {
+                return;
+            }
+            let _ = stream.flush();
+            std::thread::sleep(gap);
+        }
+        std::thread::sleep(stall);
+    });
+    (base, handle)
+}
+
+#[test]
+fn a_stalled_server_times_out_and_an_endless_one_is_cut_off() {
+    let tmp = TempDir::new("stall");
+    let idle = Duration::from_millis(300);
+    let limits = |bytes| Limits { bytes, idle };
+    // Half the body, then silence: abandoned after the idle timeout, nothing kept.
+    let head = "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n".to_string();
+    let (base, server) = serve_raw(
+        head,
+        vec![7u8; 500],
+        1,
+        Duration::ZERO,
+        Duration::from_millis(1500),
+    );
+    let started = Instant::now();
+    let e = fetch_from(
+        &format!("{base}/f.gz"),
+        "0",
+        limits(1000),
+        Unpack::Keep,
+        &tmp.0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert!(
+        e.contains("sent nothing") && e.contains("500 of 1000"),
+        "{e}"
+    );
+    assert!(entries(&tmp.0).is_empty(), "left {:?}", entries(&tmp.0));
+    server.join().unwrap();
+
+    // A slow but steady server is not idle: pieces 100 ms apart arrive whole.
+    let body: Vec<u8> = (0..=255u8).cycle().take(600).collect();
+    let md5 = md5_hex(&body);
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let (base, server) = serve_raw(
+        head,
+        body.clone(),
+        6,
+        Duration::from_millis(100),
+        Duration::ZERO,
+    );
+    let kept = fetch_from(
+        &format!("{base}/slow.gz"),
+        &md5,
+        limits(600),
+        Unpack::Keep,
+        &tmp.0,
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(kept).unwrap(), body);
+    server.join().unwrap();
+
+    // No length announced and more body than the file has: cut off at the published size.
+    let tmp = TempDir::new("endless");
+    let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_string();
+    let (base, server) = serve_raw(head, vec![1u8; 1 << 20], 16, Duration::ZERO, Duration::ZERO);
+    let e = fetch_from(
+        &format!("{base}/big.gz"),
+        "0",
+        limits(4096),
+        Unpack::Keep,
+        &tmp.0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("more than the published 4096 bytes"), "{e}");
+    assert!(entries(&tmp.0).is_empty(), "left {:?}", entries(&tmp.0));
+    server.join().unwrap();
+
+    // An announced length that is not the file's is refused before a byte is written.
+    let head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\n".to_string();
+    let (base, server) = serve_raw(head, vec![0u8; 10], 1, Duration::ZERO, Duration::ZERO);
+    let e = fetch_from(
+        &format!("{base}/short.gz"),
+        "0",
+        limits(4096),
+        Unpack::Keep,
+        &tmp.0,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("announces 10 bytes") && e.contains("4096"),
+        "{e}"
+    );
+    server.join().unwrap();
 }

@@ -523,6 +523,40 @@ fn folder_errors_name_the_folder() {
     assert_names(&open_err(&tmp.spec("folder"), Split::Train), &["no images"]);
 }
 
+/// Files read whole are bounded by their format before a byte is allocated: a sparse 3 GiB
+/// CIFAR batch, STL-10 label file or class-name list is refused at once, naming the file.
+#[test]
+fn oversized_whole_files_are_refused_before_reading() {
+    let sparse = |path: &Path, len: u64| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .create(true)
+            .open(path)
+            .unwrap()
+            .set_len(len)
+            .unwrap();
+    };
+    let tmp = TempDir::new("cifar-huge");
+    let dir = fake_cifar(tmp.path());
+    sparse(&dir.join("test_batch.bin"), 3 << 30);
+    let e = open_err(&tmp.spec("cifar10"), Split::Test);
+    assert_names(&e, &["test_batch.bin", "at most 30730000"]);
+    let tmp2 = TempDir::new("cifar-names");
+    let dir = fake_cifar(tmp2.path());
+    sparse(&dir.join("batches.meta.txt"), 3 << 30);
+    assert_names(
+        &open_err(&tmp2.spec("cifar10"), Split::Test),
+        &["batches.meta.txt", "class names"],
+    );
+
+    let tmp = TempDir::new("stl-huge");
+    let dir = fake_stl(tmp.path());
+    sparse(&dir.join("test_y.bin"), 3 << 30);
+    let e = open_err(&tmp.spec("stl10"), Split::Test);
+    assert_names(&e, &["test_y.bin", "at most 2"]);
+}
+
 // ---------------------------------------------------------------- synthetic
 
 #[test]

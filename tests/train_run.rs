@@ -165,6 +165,11 @@ fn every_method_and_optimizer_trains() {
         };
         let m = train(&e, &cfg, &dir, false, false).unwrap_or_else(|err| panic!("{method}: {err}"));
         assert!(m[0].loss.is_finite(), "{method}: {:?}", m[0]);
+        // Every parameter got a gradient and so a momentum buffer: the invariant --resume checks.
+        let (state, _) = byol::train::checkpoint::load(&dir.join("checkpoint.bin")).unwrap();
+        let flags: Vec<Vec<bool>> =
+            serde_json::from_value(state["momentum_present"].clone()).unwrap();
+        assert!(flags.iter().flatten().all(|&f| f), "{method}: {flags:?}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }
@@ -315,5 +320,50 @@ fn eval_reports_a_config_mismatch_as_its_own() {
         Err(err) => err.to_string(),
     };
     assert!(err.contains("eval:") && !err.contains("--resume"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A checkpoint edited so that its step count or its optimizer state could not come from
+/// training (with a valid checksum: rewritten through the checkpoint writer) is refused by
+/// --resume with an error naming the problem, instead of resuming with wrong schedules or
+/// restarted momentum.
+#[test]
+fn an_edited_step_count_or_momentum_state_is_refused_on_resume() {
+    let e = common::engine();
+    let dir = run_dir("edited");
+    let cfg = TrainConfig {
+        epochs: 1,
+        ..tiny()
+    };
+    train(&e, &cfg, &dir, false, false).unwrap();
+    let path = dir.join("checkpoint.bin");
+    let (state, tensors) = byol::train::checkpoint::load(&path).unwrap();
+    let longer = TrainConfig {
+        epochs: 2,
+        ..cfg.clone()
+    };
+    let resume_err = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut s = state.clone();
+        edit(&mut s);
+        byol::train::checkpoint::save(&path, s, &tensors).unwrap();
+        match train(&e, &longer, &dir, true, false) {
+            Ok(_) => panic!("an edited checkpoint resumed"),
+            Err(err) => err.to_string(),
+        }
+    };
+    let err = resume_err(&|s| s["step"] = serde_json::json!(3));
+    assert!(err.contains("3 steps") && err.contains("means 4"), "{err}");
+    let err = resume_err(&|s| s["momentum_present"][0][5] = serde_json::json!(false));
+    assert!(
+        err.contains("parameter 5 of optimizer 0 has no momentum"),
+        "{err}"
+    );
+    let err = resume_err(&|s| {
+        s["momentum_present"][1].as_array_mut().unwrap().pop();
+    });
+    assert!(err.contains("optimizer 1 has momentum flags for"), "{err}");
+    // The untouched state still resumes.
+    byol::train::checkpoint::save(&path, state.clone(), &tensors).unwrap();
+    train(&e, &longer, &dir, true, false).unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }

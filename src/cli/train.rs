@@ -268,6 +268,7 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, given: &[String]) -> Result<
             }
             // Checked before a directory is made, so a bad flag leaves nothing behind.
             cfg.validate()?;
+            train::check_memory(&engine, &cfg)?;
             if let Some(path) = &cfg.init_from {
                 crate::interop::weights::check_fits(&engine, Path::new(path), cfg.model_config()?)?;
             }

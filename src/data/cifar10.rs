@@ -13,6 +13,8 @@ use std::path::Path;
 pub const SIDE: usize = 32;
 const PLANE: usize = SIDE * SIDE;
 const RECORD: usize = 1 + PLANE * 3;
+/// Records in each official batch file.
+const BATCH_RECORDS: usize = 10_000;
 
 pub const CLASSES: [&str; 10] = [
     "airplane",
@@ -57,7 +59,12 @@ pub fn open(dir: &Path, split: Split) -> Result<Cifar10> {
     let mut labels = Vec::new();
     for name in files {
         let path = dir.join(name);
-        let bytes = read_whole(&path, "a CIFAR-10 batch of 3073-byte records", None)?;
+        // Official batches hold 10,000 records; nothing larger is a CIFAR-10 batch.
+        let bytes = read_whole(
+            &path,
+            "a CIFAR-10 batch of 3073-byte records",
+            (BATCH_RECORDS * RECORD) as u64,
+        )?;
         let count = record_count(bytes.len() as u64, RECORD as u64, &path)?;
         pixels.reserve(count * PLANE * 3);
         for (r, record) in bytes.chunks_exact(RECORD).enumerate() {

@@ -24,6 +24,26 @@ pub const FASHION_MNIST_URL: &str = "http://fashion-mnist.s3-website.eu-central-
 /// Progress is printed every this many bytes (STL-10 is 2.6 GB).
 const PROGRESS_STEP: u64 = 128 << 20;
 
+/// How long a server may send nothing, mid-body, before the download is abandoned.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a download must be: exactly `bytes` long, with no silence longer than `idle`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub bytes: u64,
+    pub idle: Duration,
+}
+
+impl Limits {
+    /// A file of exactly `bytes`, with the default idle timeout.
+    pub fn exact(bytes: u64) -> Limits {
+        Limits {
+            bytes,
+            idle: IDLE_TIMEOUT,
+        }
+    }
+}
+
 /// What to do with a downloaded file once its checksum matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unpack {
@@ -38,6 +58,8 @@ pub enum Unpack {
 pub struct Source {
     pub url: String,
     pub md5: &'static str,
+    /// The published file's exact size: a longer body is cut off and refused.
+    pub bytes: u64,
     pub unpack: Unpack,
 }
 
@@ -47,9 +69,10 @@ pub fn sources(name: &str, base: Option<&str>) -> Result<(Vec<Source>, &'static 
     let url = |official: &str, file: &str| {
         format!("{}/{file}", base.unwrap_or(official).trim_end_matches('/'))
     };
-    let fashion = |file: &str, md5| Source {
+    let fashion = |file: &str, md5, bytes| Source {
         url: url(FASHION_MNIST_URL, file),
         md5,
+        bytes,
         unpack: Unpack::Keep,
     };
     Ok(match name {
@@ -57,6 +80,7 @@ pub fn sources(name: &str, base: Option<&str>) -> Result<(Vec<Source>, &'static 
             vec![Source {
                 url: url(STL10_URL, "stl10_binary.tar.gz"),
                 md5: "91f7769df0f17e558f3565bffb0c7dfb",
+                bytes: 2_640_397_119,
                 unpack: Unpack::TarGz,
             }],
             "stl10_binary",
@@ -65,6 +89,7 @@ pub fn sources(name: &str, base: Option<&str>) -> Result<(Vec<Source>, &'static 
             vec![Source {
                 url: url(CIFAR10_URL, "cifar-10-binary.tar.gz"),
                 md5: "c32a1d4ab5d03f1284b67883e8d87530",
+                bytes: 170_052_171,
                 unpack: Unpack::TarGz,
             }],
             "cifar-10-batches-bin",
@@ -74,18 +99,22 @@ pub fn sources(name: &str, base: Option<&str>) -> Result<(Vec<Source>, &'static 
                 fashion(
                     "train-images-idx3-ubyte.gz",
                     "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                    26_421_880,
                 ),
                 fashion(
                     "train-labels-idx1-ubyte.gz",
                     "25c81989df183df01b3e8a0aad5dffbe",
+                    29_515,
                 ),
                 fashion(
                     "t10k-images-idx3-ubyte.gz",
                     "bef4ecab320f06d8554ea6380940ec79",
+                    4_422_102,
                 ),
                 fashion(
                     "t10k-labels-idx1-ubyte.gz",
                     "bb300cfdad3c16e7a12a480ee83cd310",
+                    5_148,
                 ),
             ],
             "fashion-mnist",
@@ -115,7 +144,8 @@ pub fn fetch(name: &str, dir: &Path) -> Result<PathBuf> {
         dir.join(format!("{folder}.partial"))
     };
     for source in &files {
-        if let Err(e) = fetch_from(&source.url, source.md5, source.unpack, &staging) {
+        let limits = Limits::exact(source.bytes);
+        if let Err(e) = fetch_from(&source.url, source.md5, limits, source.unpack, &staging) {
             if staging != dir {
                 let _ = std::fs::remove_dir_all(&staging);
             }
@@ -134,10 +164,16 @@ pub fn fetch(name: &str, dir: &Path) -> Result<PathBuf> {
     Ok(target)
 }
 
-/// Downloads `url` into `dir`, checks its MD5 against `md5` (lowercase hex) and unpacks it as
-/// `unpack` says. Returns the kept file (`Keep`) or `dir` (`TarGz`). On any error nothing new is
-/// left in `dir` (besides `dir` itself).
-pub fn fetch_from(url: &str, md5: &str, unpack: Unpack, dir: &Path) -> Result<PathBuf> {
+/// Downloads `url` into `dir`, checks its size against `limits` and its MD5 against `md5`
+/// (lowercase hex) and unpacks it as `unpack` says. Returns the kept file (`Keep`) or `dir`
+/// (`TarGz`). On any error nothing new is left in `dir` (besides `dir` itself).
+pub fn fetch_from(
+    url: &str,
+    md5: &str,
+    limits: Limits,
+    unpack: Unpack,
+    dir: &Path,
+) -> Result<PathBuf> {
     let file_name = url
         .rsplit('/')
         .next()
@@ -146,7 +182,7 @@ pub fn fetch_from(url: &str, md5: &str, unpack: Unpack, dir: &Path) -> Result<Pa
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, "cannot create", e))?;
     let dest = dir.join(file_name);
     let part = dir.join(format!("{file_name}.part"));
-    let result = download_checked(url, md5, &part);
+    let result = download_checked(url, md5, limits, &part);
     if let Err(e) = result {
         let _ = std::fs::remove_file(&part);
         return Err(e);
@@ -162,8 +198,9 @@ pub fn fetch_from(url: &str, md5: &str, unpack: Unpack, dir: &Path) -> Result<Pa
     }
 }
 
-/// Streams `url` into `part` while hashing it; an MD5 that differs from `md5` is an error.
-fn download_checked(url: &str, md5: &str, part: &Path) -> Result<()> {
+/// Streams `url` into `part` while hashing it; a body longer or shorter than `limits.bytes`, a
+/// silence longer than `limits.idle` or an MD5 that differs from `md5` is an error.
+fn download_checked(url: &str, md5: &str, limits: Limits, part: &Path) -> Result<()> {
     let mut config = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(60)));
@@ -177,35 +214,59 @@ fn download_checked(url: &str, md5: &str, part: &Path) -> Result<()> {
         .get(url)
         .call()
         .map_err(|e| Error::Io(format!("{url}: download failed: {e}")))?;
-    let total: Option<u64> = response
+    let expected = limits.bytes;
+    let announced: Option<u64> = response
         .headers()
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let mut body = response.into_body().into_reader();
+    if let Some(n) = announced.filter(|&n| n != expected) {
+        return Err(Error::Invalid(format!(
+            "{url}: the server announces {n} bytes, but the published file has {expected}: \
+             not the expected file (nothing was kept)"
+        )));
+    }
+    let chunks = read_in_background(response.into_body().into_reader());
     let mut received = 0u64;
     let mut next_report = PROGRESS_STEP;
     let mut file = File::create(part).map_err(|e| io_error(part, "cannot create", e))?;
     let mut hasher = Md5::new();
-    let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = body
-            .read(&mut buf)
-            .map_err(|e| Error::Io(format!("{url}: download interrupted: {e}")))?;
-        if n == 0 {
+        let chunk = match chunks.recv_timeout(limits.idle) {
+            Ok(Ok(chunk)) => chunk,
+            Ok(Err(e)) => return Err(Error::Io(format!("{url}: download interrupted: {e}"))),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                return Err(Error::Io(format!(
+                    "{url}: the server sent nothing for {} s after {received} of {expected} \
+                     bytes; giving up (nothing was kept)",
+                    limits.idle.as_secs_f64()
+                )))
+            }
+            // The reader ended without saying so: treat it as the end of the body.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Vec::new(),
+        };
+        if chunk.is_empty() {
             break;
         }
-        hasher.update(&buf[..n]);
-        received += n as u64;
+        received += chunk.len() as u64;
+        if received > expected {
+            return Err(Error::Invalid(format!(
+                "{url}: the server sent more than the published {expected} bytes; stopped \
+                 (nothing was kept)"
+            )));
+        }
+        hasher.update(&chunk);
         if received >= next_report {
             next_report += PROGRESS_STEP;
-            match total {
-                Some(t) => eprintln!("  {} of {} MB", received >> 20, t >> 20),
-                None => eprintln!("  {} MB", received >> 20),
-            }
+            eprintln!("  {} of {} MB", received >> 20, expected >> 20);
         }
-        file.write_all(&buf[..n])
+        file.write_all(&chunk)
             .map_err(|e| io_error(part, "cannot write", e))?;
+    }
+    if received != expected {
+        return Err(Error::Io(format!(
+            "{url}: the download ended after {received} of {expected} bytes (nothing was kept)"
+        )));
     }
     file.sync_all()
         .map_err(|e| io_error(part, "cannot write", e))?;
@@ -220,6 +281,27 @@ fn download_checked(url: &str, md5: &str, part: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Reads `body` on a thread of its own and hands its chunks over a channel (an empty chunk at the
+/// end), so that the caller can wait with a timeout: a blocking read cannot be interrupted, but
+/// a thread stuck in one is simply left to end with its connection.
+fn read_in_background(
+    mut body: impl Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(4);
+    std::thread::spawn(move || loop {
+        let mut buf = vec![0u8; 1 << 16];
+        let message = body.read(&mut buf).map(|n| {
+            buf.truncate(n);
+            buf
+        });
+        let last = !matches!(&message, Ok(chunk) if !chunk.is_empty());
+        if tx.send(message).is_err() || last {
+            return;
+        }
+    });
+    rx
 }
 
 fn is_loopback(url: &str) -> bool {

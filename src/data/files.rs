@@ -56,15 +56,21 @@ pub(crate) fn record_count(len: u64, record: u64, path: &Path) -> Result<usize> 
     Ok((len / record) as usize)
 }
 
-/// Reads a whole (small) file, checking that it has exactly `expected` bytes when given.
-pub(crate) fn read_whole(path: &Path, what: &str, expected: Option<u64>) -> Result<Vec<u8>> {
-    let mut file = open_file(path, what)?;
+/// Reads a whole (small) file of at most `max_bytes`: a file larger than its format allows (a
+/// sparse multi-GB file, the wrong file) is refused, naming it, before memory is allocated.
+pub(crate) fn read_whole(path: &Path, what: &str, max_bytes: u64) -> Result<Vec<u8>> {
+    let file = open_file(path, what)?;
     let len = file_len(&file, path)?;
-    if let Some(expected) = expected {
-        check_size(path, expected, len)?;
+    if len > max_bytes {
+        return Err(bad_file(
+            path,
+            format!("{len} bytes is more than {what} can be (at most {max_bytes})"),
+        ));
     }
     let mut bytes = Vec::with_capacity(len as usize);
-    file.read_to_end(&mut bytes)
+    // `take`: a file that grows while it is read cannot push past the checked size.
+    file.take(len)
+        .read_to_end(&mut bytes)
         .map_err(|e| io_error(path, "cannot read", e))?;
     Ok(bytes)
 }
@@ -85,7 +91,9 @@ pub(crate) fn read_names(path: &Path) -> Result<Option<Vec<String>>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path).map_err(|e| io_error(path, "cannot read", e))?;
+    let bytes = read_whole(path, "a list of class names", 1 << 20)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| bad_file(path, "is not UTF-8 text (one class name per line)"))?;
     let names: Vec<String> = text
         .lines()
         .map(str::trim)

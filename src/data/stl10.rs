@@ -79,7 +79,13 @@ pub fn open(dir: &Path, split: Split) -> Result<Stl10> {
 
 /// Reads a label file (one byte per image, 1..=classes) and shifts it to 0-based.
 fn read_labels(path: &Path, count: usize, classes: usize, images: &Path) -> Result<Vec<u8>> {
-    let mut labels = read_whole(path, "STL-10 labels (one byte per image, 1..10)", None)?;
+    // One byte per image: the image file's size bounds the label file's (a shorter one is
+    // named below).
+    let mut labels = read_whole(
+        path,
+        "STL-10 labels (one byte per image, 1..10)",
+        count as u64,
+    )?;
     if labels.len() != count {
         return Err(bad_file(
             path,

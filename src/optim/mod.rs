@@ -401,6 +401,15 @@ impl Optimizer {
         })
     }
 
+    /// How many parameters it updates.
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
     /// Each parameter's momentum buffer, `None` before its first step (like PyTorch's state).
     pub fn momentum_buffers(&self) -> Result<Vec<Option<Tensor>>> {
         let offsets = self.params.offsets();

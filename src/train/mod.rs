@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod embed;
+pub mod memory;
 pub mod run_dir;
 pub mod schedule;
 mod state;
@@ -125,10 +126,24 @@ pub fn train_with(
     let views = cfg.augmentations()?;
     let ckpt_path = out.join("checkpoint.bin");
     let steps_per_epoch = cfg.steps_per_epoch(Loader::batches_in(set.len(), cfg.batch_size, true));
+    check_memory(engine, cfg)?;
     let mut trainer = Trainer::new(engine, cfg, steps_per_epoch)?;
     let metrics_path = out.join("metrics.jsonl");
     let at = if resume {
         let at = state::restore(&ckpt_path, cfg, &mut trainer)?;
+        // The step count must be the position's: epochs done times steps per epoch, plus the
+        // steps of the epoch in progress (the schedules and the EMA depend on it).
+        let expected = at.epoch * steps_per_epoch + at.in_epoch;
+        if trainer.step_count() != expected {
+            return Err(Error::Io(format!(
+                "{}: the checkpoint says {} steps, but epoch {} step {} of {steps_per_epoch} \
+                 per epoch means {expected}; it was edited or is corrupt and cannot be resumed",
+                ckpt_path.display(),
+                trainer.step_count(),
+                at.epoch + 1,
+                at.in_epoch
+            )));
+        }
         // A kill between a checkpoint and its metrics line, or after a line whose checkpoint was
         // never written, must not leave the two disagreeing: keep the checkpoint's epochs only.
         truncate_metrics(&metrics_path, at.epoch)?;
@@ -322,6 +337,23 @@ pub fn evaluate_run(
         state::restore_model(&run.join("checkpoint.bin"), cfg, &mut model)?;
     }
     embed::evaluate(engine, &model, cfg)
+}
+
+/// Refuses, before anything is allocated, a config whose buffers the adapter cannot hold (see
+/// [`memory`]); on a CPU adapter its total is held against the system's available memory.
+pub fn check_memory(engine: &Engine, cfg: &TrainConfig) -> Result<()> {
+    let gpu = engine.gpu();
+    let available = if gpu.is_software() {
+        memory::system_available()
+    } else {
+        None
+    };
+    memory::check(
+        cfg,
+        gpu.limits.max_buffer_size,
+        available,
+        &engine.adapter_name(),
+    )
 }
 
 fn check_finite(loss: f64, epoch: usize, step: usize) -> Result<()> {

@@ -160,6 +160,48 @@ enum Purpose {
     Evaluate,
 }
 
+/// A checkpoint's optimizer state must be one training could have written: one momentum flag per
+/// parameter of each optimizer, none set before the first step and all set after it (every
+/// parameter of every method gets a gradient each step, and a step initializes its momentum).
+/// Anything else is an edited or corrupt file, and resuming it would silently restart momentum.
+fn check_optimizer_state(
+    path: &Path,
+    present: &[Vec<bool>],
+    optimizers: &[crate::optim::Optimizer],
+    steps: usize,
+) -> Result<()> {
+    let bad = |m: String| {
+        Err(Error::Io(format!(
+            "{}: {m}; it cannot be resumed",
+            path.display()
+        )))
+    };
+    if present.len() != optimizers.len() {
+        return bad(format!(
+            "the checkpoint has optimizer state for {} parameter sets, the run {}",
+            present.len(),
+            optimizers.len()
+        ));
+    }
+    for (j, (flags, opt)) in present.iter().zip(optimizers).enumerate() {
+        if flags.len() != opt.len() {
+            return bad(format!(
+                "optimizer {j} has momentum flags for {} parameters, the run has {}",
+                flags.len(),
+                opt.len()
+            ));
+        }
+        if let Some(k) = flags.iter().position(|&f| f != (steps > 0)) {
+            let state = if steps > 0 { "no momentum" } else { "momentum" };
+            return bad(format!(
+                "after {steps} steps, parameter {k} of optimizer {j} has {state}, which \
+                 training never leaves"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Returns where the checkpoint was written and the run's step count.
 fn restore_into(
     path: &Path,
@@ -217,6 +259,13 @@ fn restore_into(
     }
     let present: Vec<Vec<bool>> = serde_json::from_value(state["momentum_present"].clone())
         .map_err(|e| Error::Io(format!("{}: bad optimizer state: {e}", path.display())))?;
+    let steps = state["step"]
+        .as_u64()
+        .map(|v| v as usize)
+        .ok_or_else(|| Error::Io(format!("{}: checkpoint lacks step", path.display())))?;
+    if matches!(purpose, Purpose::Resume) {
+        check_optimizer_state(path, &present, optimizers, steps)?;
+    }
     for (j, opt) in optimizers.iter_mut().enumerate() {
         let flags = present.get(j).cloned().unwrap_or_default();
         for (k, has) in flags.into_iter().enumerate() {
@@ -271,5 +320,5 @@ fn restore_into(
             ..at
         };
     }
-    Ok((at, field("step")?))
+    Ok((at, steps))
 }
