@@ -458,11 +458,13 @@ fn export_then_import_reproduces_the_runs_embeddings_bit_for_bit() {
     let npy = dir.join("emb.npy");
     interop::embed(
         &interop::EmbedArgs {
-            run: None,
-            weights: Some(file.clone()),
-            dataset: Some(cfg.dataset.clone()),
+            encoder: interop::EncoderArgs {
+                run: None,
+                weights: Some(file.clone()),
+                dataset: Some(cfg.dataset.clone()),
+                image_size: None,
+            },
             split: interop::SplitArg::Test,
-            image_size: None,
             out: npy.clone(),
             force: false,
         },

@@ -13,6 +13,37 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Where `byol eval` and `byol embed` find an encoder and what they feed it.
+#[derive(Args, Debug, Clone)]
+pub struct EncoderArgs {
+    /// The run directory (holds config.json and checkpoint.bin).
+    #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
+    pub run: Option<PathBuf>,
+    /// The encoder in this safetensors file (torchvision's ResNet-18 names) instead of a run's;
+    /// needs --dataset.
+    #[arg(long, requires = "dataset")]
+    pub weights: Option<PathBuf>,
+    /// The dataset (SPEC as for train); default: the run's.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Side of the images fed to the encoder; default: the run's (with --weights: the file's
+    /// byol.image_size, else 32 for a CIFAR stem and 96 for an ImageNet one).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+}
+
+impl EncoderArgs {
+    /// The model (loaded, or freshly initialized with `random`) and the config that feeds it.
+    pub fn open(&self, engine: &Engine, random: bool) -> Result<(SslModel, TrainConfig)> {
+        EncoderSource::from_flags(self.run.as_deref(), self.weights.as_deref())?.open(
+            engine,
+            self.dataset.as_deref(),
+            self.image_size,
+            random,
+        )
+    }
+}
+
 /// Where an encoder comes from.
 pub enum EncoderSource<'a> {
     /// A run directory: its config.json and checkpoint.bin.
@@ -243,21 +274,11 @@ impl From<SplitArg> for Split {
 /// Flags of `byol embed`.
 #[derive(Args, Debug, Clone)]
 pub struct EmbedArgs {
-    /// The run directory (holds config.json and checkpoint.bin).
-    #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
-    pub run: Option<PathBuf>,
-    /// A safetensors file (torchvision's ResNet-18 names) instead of a run; needs --dataset.
-    #[arg(long, requires = "dataset")]
-    pub weights: Option<PathBuf>,
-    /// The images to embed (SPEC as for train); default: the run's dataset.
-    #[arg(long)]
-    pub dataset: Option<String>,
+    #[command(flatten)]
+    pub encoder: EncoderArgs,
     /// Which split.
     #[arg(long, value_enum, default_value_t = SplitArg::Test)]
     pub split: SplitArg,
-    /// Side of the images fed to the encoder; default: the run's (see `byol eval --image-size`).
-    #[arg(long)]
-    pub image_size: Option<usize>,
     /// The embeddings, float32 [images, dim]; labels (int64 [images]) go beside it as
     /// NAME.labels.npy where the split has them.
     #[arg(long)]
@@ -278,8 +299,7 @@ pub fn embed(args: &EmbedArgs, adapter: Option<&str>) -> Result<()> {
     check_writable(&args.out, args.force)?;
     check_writable(&labels_out, args.force)?;
     let engine = open_engine(adapter)?;
-    let source = EncoderSource::from_flags(args.run.as_deref(), args.weights.as_deref())?;
-    let (model, cfg) = source.open(&engine, args.dataset.as_deref(), args.image_size, false)?;
+    let (model, cfg) = args.encoder.open(&engine, false)?;
     let set: Arc<dyn data::ImageSet> = Arc::from(data::open(&cfg.dataset, args.split.into())?);
     let name = set.name();
     let batch = cfg.batch_size.max(64);

@@ -368,20 +368,8 @@ fn stop_on_signal() -> Arc<AtomicBool> {
 /// Flags of `byol eval`.
 #[derive(Args, Debug, Clone)]
 pub struct EvalArgs {
-    /// The run directory (holds config.json and checkpoint.bin).
-    #[arg(long, required_unless_present = "weights", conflicts_with = "weights")]
-    pub run: Option<PathBuf>,
-    /// Evaluate the encoder in this safetensors file (torchvision's ResNet-18 names) instead of a
-    /// run's; needs --dataset.
-    #[arg(long, requires = "dataset")]
-    pub weights: Option<PathBuf>,
-    /// The dataset to evaluate on (SPEC as for train); default: the run's.
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// Side of the images fed to the encoder; default: the run's (with --weights: the file's
-    /// byol.image_size, else 32 for a CIFAR stem and 96 for an ImageNet one).
-    #[arg(long)]
-    pub image_size: Option<usize>,
+    #[command(flatten)]
+    pub encoder: super::interop::EncoderArgs,
     /// Which labeled images the probe fits and scores; default: the run's.
     #[arg(long, value_enum)]
     pub eval_protocol: Option<EvalProtocol>,
@@ -398,14 +386,7 @@ pub fn eval(args: &EvalArgs, adapter: Option<&str>) -> Result<()> {
         adapter: adapter.map(str::to_owned),
         ..Default::default()
     })?;
-    let source =
-        super::interop::EncoderSource::from_flags(args.run.as_deref(), args.weights.as_deref())?;
-    let (model, mut cfg) = source.open(
-        &engine,
-        args.dataset.as_deref(),
-        args.image_size,
-        args.random,
-    )?;
+    let (model, mut cfg) = args.encoder.open(&engine, args.random)?;
     if let Some(p) = args.eval_protocol {
         cfg.eval_protocol = p;
     }
