@@ -367,3 +367,47 @@ fn an_edited_step_count_or_momentum_state_is_refused_on_resume() {
     train(&e, &longer, &dir, true, false).unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Runs with the same encoder and evaluation (a study's variants differ in their heads) share one
+/// random-encoder baseline through a shared folder; a different seed computes its own.
+#[test]
+fn runs_with_one_encoder_share_their_random_baseline() {
+    let e = common::engine();
+    let shared = run_dir("shared-baselines");
+    let cfg = TrainConfig {
+        epochs: 1,
+        max_steps_per_epoch: 1,
+        eval_every: 1,
+        eval_images: 100,
+        ..tiny()
+    };
+    let ctl = byol::train::RunControl {
+        shared_baselines: Some(shared.clone()),
+        ..Default::default()
+    };
+    let first = run_dir("shared-a");
+    byol::train::train_with(&e, &cfg, &first, false, &ctl).unwrap();
+    // Mark the shared value: a run that reuses it reports the mark.
+    let files: Vec<_> = std::fs::read_dir(&shared).unwrap().map(|f| f.unwrap().path()).collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
+    v["random_accuracy"] = serde_json::json!(0.123);
+    std::fs::write(&files[0], v.to_string()).unwrap();
+
+    let other_heads = TrainConfig {
+        proj_norm: NormKind::None,
+        pred_norm: NormKind::None,
+        ..cfg.clone()
+    };
+    let second = run_dir("shared-b");
+    let m = byol::train::train_with(&e, &other_heads, &second, false, &ctl).unwrap();
+    assert_eq!(m[0].random_accuracy, Some(0.123));
+    let other_seed = TrainConfig { seed: 5, ..cfg };
+    let third = run_dir("shared-c");
+    let m = byol::train::train_with(&e, &other_seed, &third, false, &ctl).unwrap();
+    assert_ne!(m[0].random_accuracy, Some(0.123));
+    for d in [shared, first, second, third] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}

@@ -314,7 +314,14 @@ fn run_trained(
     let done = read_metrics(&dir.join("metrics.jsonl"))?.len();
     let ran_now = !(resume && done >= cfg.epochs);
     if ran_now {
-        train::train(engine, cfg, dir, resume, progress)?;
+        // Variants with one encoder and evaluation share one random baseline (the study's
+        // `baselines/` folder), computed by the first of them.
+        let ctl = train::RunControl {
+            progress,
+            shared_baselines: dir.parent().map(|study| study.join("baselines")),
+            ..train::RunControl::default()
+        };
+        train::train_with(engine, cfg, dir, resume, &ctl)?;
     }
     Ok(VariantResult {
         ran_now,

@@ -140,26 +140,81 @@ pub struct Baseline {
     pub chance_accuracy: f64,
 }
 
-/// The run's baseline, computed once and cached in `dir/baseline.json` (a resumed run reads it).
-pub fn baseline(engine: &Engine, cfg: &TrainConfig, dir: &std::path::Path) -> Result<Baseline> {
-    let path = dir.join("baseline.json");
-    if let Some(b) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Baseline>(&t).ok())
-    {
-        return Ok(b);
+/// What the random baseline depends on: the encoder's architecture and initialization and the
+/// evaluation's data and protocol (not the heads, the method or the optimizer: the encoder is
+/// initialized first, from the seed alone).
+fn baseline_key(cfg: &TrainConfig) -> serde_json::Value {
+    serde_json::json!({
+        "dataset": cfg.dataset,
+        "image_size": cfg.image_size,
+        "stem": cfg.stem,
+        "width_mult": cfg.width_mult,
+        "encoder_norm": cfg.encoder_norm,
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "eval_images": cfg.eval_images,
+        "eval_protocol": cfg.eval_protocol,
+    })
+}
+
+/// A baseline cached in `path` for `key`, if it is there.
+fn cached_baseline(path: &std::path::Path, key: &serde_json::Value) -> Option<Baseline> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    // Files written before the key was stored hold only the two numbers: they are the run's own.
+    if v.get("key").is_some_and(|k| k != key) {
+        return None;
     }
-    let classes = data::open(&cfg.dataset, Split::Test)?
-        .classes()
-        .len()
-        .max(1);
-    let random = SslModel::new(engine, cfg.model_config()?)?;
-    let b = Baseline {
-        random_accuracy: evaluate(engine, &random, cfg)?.probe.accuracy,
-        chance_accuracy: 1.0 / classes as f64,
+    serde_json::from_value(v).ok()
+}
+
+/// The run's baseline, computed once and cached in `dir/baseline.json` (a resumed run reads it).
+/// With `shared`, a file that runs of one study share (`study/baselines/KEY.json`), variants with
+/// the same encoder and evaluation reuse one computation.
+pub fn baseline(
+    engine: &Engine,
+    cfg: &TrainConfig,
+    dir: &std::path::Path,
+    shared: Option<&std::path::Path>,
+) -> Result<Baseline> {
+    let key = baseline_key(cfg);
+    let own = dir.join("baseline.json");
+    let shared_file = shared.map(|d| {
+        let name = format!("{:08x}.json", crc32fast::hash(key.to_string().as_bytes()));
+        d.join(name)
+    });
+    let found = cached_baseline(&own, &key).or_else(|| {
+        shared_file
+            .as_deref()
+            .and_then(|f| cached_baseline(f, &key))
+    });
+    let b = match found {
+        Some(b) => b,
+        None => {
+            let classes = data::open(&cfg.dataset, Split::Test)?
+                .classes()
+                .len()
+                .max(1);
+            let random = SslModel::new(engine, cfg.model_config()?)?;
+            Baseline {
+                random_accuracy: evaluate(engine, &random, cfg)?.probe.accuracy,
+                chance_accuracy: 1.0 / classes as f64,
+            }
+        }
     };
-    let json = serde_json::to_string(&b).map_err(|e| Error::Io(e.to_string()))?;
-    super::checkpoint::write_atomic(&path, json.as_bytes())?;
+    let json = serde_json::json!({
+        "random_accuracy": b.random_accuracy,
+        "chance_accuracy": b.chance_accuracy,
+        "key": key,
+    })
+    .to_string();
+    super::checkpoint::write_atomic(&own, json.as_bytes())?;
+    if let Some(f) = shared_file {
+        if let Some(d) = f.parent() {
+            std::fs::create_dir_all(d)
+                .map_err(|e| Error::Io(format!("creating {}: {e}", d.display())))?;
+        }
+        super::checkpoint::write_atomic(&f, json.as_bytes())?;
+    }
     Ok(b)
 }
 

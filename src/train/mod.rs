@@ -101,6 +101,9 @@ pub struct RunControl {
     pub stop: Option<Arc<AtomicBool>>,
     /// A mid-epoch checkpoint at least this often (besides the one at every epoch's end).
     pub checkpoint_every: Option<Duration>,
+    /// A folder where runs that share an encoder and an evaluation (a study's variants) share
+    /// their random-encoder baseline, computed once.
+    pub shared_baselines: Option<std::path::PathBuf>,
 }
 
 /// Trains as `cfg` says under `ctl`, writing into `out`; with `resume`, continues from `out`'s
@@ -266,7 +269,12 @@ pub fn train_with(
         };
         // What the accuracy means: the untrained network's and chance, once per run.
         let baseline = match evaluation {
-            Some(_) => Some(embed::baseline(engine, cfg, out)?),
+            Some(_) => Some(embed::baseline(
+                engine,
+                cfg,
+                out,
+                ctl.shared_baselines.as_deref(),
+            )?),
             None => None,
         };
         let m = EpochMetrics {
