@@ -388,7 +388,10 @@ fn runs_with_one_encoder_share_their_random_baseline() {
     let first = run_dir("shared-a");
     byol::train::train_with(&e, &cfg, &first, false, &ctl).unwrap();
     // Mark the shared value: a run that reuses it reports the mark.
-    let files: Vec<_> = std::fs::read_dir(&shared).unwrap().map(|f| f.unwrap().path()).collect();
+    let files: Vec<_> = std::fs::read_dir(&shared)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&files[0]).unwrap()).unwrap();
