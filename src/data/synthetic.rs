@@ -156,7 +156,6 @@ struct Stroke {
     a: [f32; 2],
     b: [f32; 2],
     half_width: f32,
-    color: Rgb,
 }
 
 impl Stroke {
@@ -177,15 +176,12 @@ struct Scene {
     side: usize,
     /// The width of one pixel in image coordinates.
     pixel: f32,
-    background: [Rgb; 2],
     gradient_dir: [f32; 2],
     strokes: Vec<Stroke>,
     center: [f32; 2],
     radius: f32,
     cos: f32,
     sin: f32,
-    fg: Rgb,
-    fg2: Rgb,
     /// Texture period in the shape's own units (radius = 1).
     period: f32,
     noise: f32,
@@ -201,7 +197,6 @@ impl Scene {
                 a: [rng.uniform(-1.0, 1.0) as f32, rng.uniform(-1.0, 1.0) as f32],
                 b: [rng.uniform(-1.0, 1.0) as f32, rng.uniform(-1.0, 1.0) as f32],
                 half_width: pixel * rng.uniform(0.3, 0.6) as f32,
-                color: STROKE,
             })
             .collect();
         let radius = rng.uniform(0.55, 0.85) as f32;
@@ -218,15 +213,12 @@ impl Scene {
             class,
             side,
             pixel,
-            background: BACKGROUND,
             gradient_dir,
             strokes,
             center,
             radius,
             cos: rotation.cos(),
             sin: rotation.sin(),
-            fg: SHAPE,
-            fg2: TEXTURE,
             period,
             noise,
         }
@@ -241,11 +233,11 @@ impl Scene {
                     (y as f32 + 0.5) * self.pixel - 1.0,
                 ];
                 let along = 0.5 + 0.5 * (p[0] * self.gradient_dir[0] + p[1] * self.gradient_dir[1]);
-                let mut color = mix(self.background[0], self.background[1], along);
+                let mut color = mix(BACKGROUND[0], BACKGROUND[1], along);
                 for stroke in &self.strokes {
                     let a = coverage(stroke.distance(p), self.pixel);
                     if a > 0.0 {
-                        color = mix(color, stroke.color, a);
+                        color = mix(color, STROKE, a);
                     }
                 }
                 let d = [p[0] - self.center[0], p[1] - self.center[1]];
@@ -258,7 +250,7 @@ impl Scene {
                     let (dist, texture) = self.shape(q, local_pixel);
                     let a = coverage(dist, local_pixel);
                     if a > 0.0 {
-                        color = mix(color, mix(self.fg, self.fg2, texture), a);
+                        color = mix(color, mix(SHAPE, TEXTURE, texture), a);
                     }
                 }
                 let o = (y * self.side + x) * 3;
