@@ -40,38 +40,40 @@ pub struct NamedTensor {
     pub values: Vec<f32>,
 }
 
-fn read_back(name: String, t: &Tensor) -> Result<NamedTensor> {
-    Ok(NamedTensor {
-        name,
-        shape: t.shape().to_vec(),
-        values: t.to_vec()?,
-    })
-}
-
-/// Parameters of `params` that `keep` accepts, then the running statistics of `norms`' batch
-/// norms, in byol's names, read from the GPU.
-fn network_tensors<'a>(
-    params: &ParamSet,
+/// Every tensor a file holds for one network, by byol name: the parameters of `params` that
+/// `keep` accepts, then the running statistics of `norms`' batch norms. Export reads these,
+/// import checks and writes the same ones.
+fn named<'a>(
+    params: &'a ParamSet,
     keep: impl Fn(&str) -> bool,
     norms: impl IntoIterator<Item = &'a crate::nn::Norm>,
-) -> Result<Vec<NamedTensor>> {
-    let mut out = Vec::new();
-    for (name, t) in params.iter().filter(|(n, _)| keep(n)) {
-        out.push(read_back(name.to_string(), t)?);
-    }
+) -> Vec<(String, &'a Tensor)> {
+    let mut out: Vec<(String, &Tensor)> = params
+        .iter()
+        .filter(|(n, _)| keep(n))
+        .map(|(n, t)| (n.to_string(), t))
+        .collect();
     for norm in norms {
         if let Some(s) = norm.state() {
-            out.push(read_back(
-                format!("{}.running_mean", norm.name()),
-                &s.running_mean,
-            )?);
-            out.push(read_back(
-                format!("{}.running_var", norm.name()),
-                &s.running_var,
-            )?);
+            out.push((format!("{}.running_mean", norm.name()), &s.running_mean));
+            out.push((format!("{}.running_var", norm.name()), &s.running_var));
         }
     }
-    Ok(out)
+    out
+}
+
+/// `named`'s tensors read back from the GPU.
+fn read_back(tensors: Vec<(String, &Tensor)>) -> Result<Vec<NamedTensor>> {
+    tensors
+        .into_iter()
+        .map(|(name, t)| {
+            Ok(NamedTensor {
+                name,
+                shape: t.shape().to_vec(),
+                values: t.to_vec()?,
+            })
+        })
+        .collect()
 }
 
 /// The batch norms of an encoder and, with `heads`, of a projector.
@@ -90,14 +92,14 @@ pub fn collect(model: &SslModel, sel: Selection) -> Result<Vec<NamedTensor>> {
         ))
     })?;
     let heads = sel.heads.then_some(projector);
-    let mut out = network_tensors(
+    let mut out = read_back(named(
         params,
         |n| sel.heads || is_encoder(n),
         norms(encoder, heads),
-    )?;
+    ))?;
     if sel.heads {
         if let Some((mlp, p)) = model.predictor() {
-            out.extend(network_tensors(p, |_| true, [mlp.norm()])?);
+            out.extend(read_back(named(p, |_| true, [mlp.norm()]))?);
         }
     }
     Ok(out)
@@ -294,15 +296,16 @@ pub fn load_encoder(file: &WeightsFile, model: &SslModel) -> Result<()> {
     let (encoder, _, params) = model
         .network(false)
         .expect("every model has an online network");
-    let expected = network_tensors_shapes(params, encoder);
+    let expected = named(params, is_encoder, encoder.norms());
     let mut missing = Vec::new();
     let mut misshapen = Vec::new();
-    for (ours, shape) in &expected {
+    for (ours, t) in &expected {
         let theirs = to_torchvision(ours);
         match file.shape(&theirs) {
             None => missing.push(theirs),
-            Some(s) if s != shape.as_slice() => misshapen.push(format!(
-                "{theirs} is {s:?} in the file, {shape:?} in the model"
+            Some(s) if s != t.shape() => misshapen.push(format!(
+                "{theirs} is {s:?} in the file, {:?} in the model",
+                t.shape()
             )),
             Some(_) => {}
         }
@@ -339,40 +342,11 @@ pub fn load_encoder(file: &WeightsFile, model: &SslModel) -> Result<()> {
         let Some((encoder, _, params)) = model.network(target) else {
             continue;
         };
-        for (name, t) in params.iter().filter(|(n, _)| is_encoder(n)) {
-            t.write(&file.tensors[&to_torchvision(name)].1)?;
-        }
-        for norm in encoder.norms() {
-            if let Some(s) = norm.state() {
-                let stat = |what: &str| {
-                    &file.tensors[&to_torchvision(&format!("{}.{what}", norm.name()))].1
-                };
-                s.running_mean.write(stat("running_mean"))?;
-                s.running_var.write(stat("running_var"))?;
-            }
+        for (name, t) in named(params, is_encoder, encoder.norms()) {
+            t.write(&file.tensors[&to_torchvision(&name)].1)?;
         }
     }
     Ok(())
-}
-
-/// Every encoder tensor's byol name and shape (parameters, then batch-norm statistics).
-fn network_tensors_shapes(params: &ParamSet, encoder: &ResNet) -> Vec<(String, Vec<usize>)> {
-    let mut v: Vec<(String, Vec<usize>)> = params
-        .iter()
-        .filter(|(n, _)| is_encoder(n))
-        .map(|(n, t)| (n.to_string(), t.shape().to_vec()))
-        .collect();
-    for norm in encoder.norms() {
-        if let Some(s) = norm.state() {
-            for (what, t) in [
-                ("running_mean", &s.running_mean),
-                ("running_var", &s.running_var),
-            ] {
-                v.push((format!("{}.{what}", norm.name()), t.shape().to_vec()));
-            }
-        }
-    }
-    v
 }
 
 /// Checks, without touching any run, that the encoder in `path` loads into a model of `config`
