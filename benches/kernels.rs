@@ -1,4 +1,5 @@
-//! Kernel throughput: `cargo bench --bench kernels [-- FILTER] [--samples N] [--batch N]`.
+//! Kernel throughput: `cargo bench --bench kernels [-- FILTER] [--samples N] [--batch N]
+//! [--matmul blocked|tiled] [--conv direct|unfold]`.
 //!
 //! For each kernel and shape: the median GPU time over N runs (20 by default) after warm-up,
 //! measured with timestamp queries where the adapter has them (wall clock around a sync otherwise),
@@ -8,7 +9,7 @@ use byol::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight};
 use byol::ops::BatchNormState;
 use byol::ops::{self, matmul::gemm};
 use byol::rng::Rng;
-use byol::{Engine, EngineOptions, MatmulVariant, ParamSet, Tensor};
+use byol::{ConvVariant, Engine, EngineOptions, MatmulVariant, ParamSet, Tensor};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -324,6 +325,7 @@ fn main() {
     let mut samples = 20usize;
     let mut filter: Option<String> = None;
     let mut variant = MatmulVariant::Auto;
+    let mut conv = ConvVariant::Auto;
     let mut batch = 256usize;
     let mut i = 0;
     while i < args.len() {
@@ -353,6 +355,14 @@ fn main() {
                     _ => panic!("--matmul blocked|tiled"),
                 };
             }
+            "--conv" => {
+                i += 1;
+                conv = match args.get(i).map(String::as_str) {
+                    Some("direct") => ConvVariant::Direct,
+                    Some("unfold") => ConvVariant::Unfold,
+                    _ => panic!("--conv direct|unfold"),
+                };
+            }
             s if !s.starts_with('-') => filter = Some(s.to_lowercase()),
             _ => {}
         }
@@ -360,6 +370,7 @@ fn main() {
     }
     let engine = Engine::new(EngineOptions {
         matmul: variant,
+        conv,
         ..Default::default()
     })
     .unwrap_or_else(|e| {
@@ -367,9 +378,10 @@ fn main() {
         std::process::exit(1)
     });
     println!(
-        "adapter: {}  matmul kernel: {:?}  samples: {samples}",
+        "adapter: {}  matmul kernel: {:?}  conv: {:?}  samples: {samples}",
         engine.adapter_name(),
-        engine.matmul_variant()
+        engine.matmul_variant(),
+        engine.conv_variant()
     );
     println!("| kernel | shape | median | throughput | timer |");
     println!("|---|---|---|---|---|");

@@ -1,4 +1,6 @@
-//! The training step of `byol train`: `cargo bench --bench step [-- --samples N] [--config NAME]`.
+//! The training step of `byol train`: `cargo bench --bench step [-- --samples N] [--config NAME]
+//! [--conv direct|unfold] [--tune]`. With `--tune` the convolutions' kernels are chosen by
+//! measurement (the tune cache, see `byol tune`), and the table of choices is printed.
 //!
 //! Each configuration is a `TrainConfig` (as `byol train` builds one from its flags) and each step
 //! is `Trainer::step`, the very function the training loop calls: two views through online and
@@ -12,7 +14,7 @@ use byol::data::augment::{augment_batch, upload_images};
 use byol::nn::Stem;
 use byol::rng::Rng;
 use byol::train::{TrainConfig, Trainer};
-use byol::{Engine, EngineOptions};
+use byol::{ConvVariant, Engine, EngineOptions, TuneMode};
 
 struct StepConfig {
     name: &'static str,
@@ -75,6 +77,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut samples = 10usize;
     let mut only: Option<String> = None;
+    let mut conv = ConvVariant::Auto;
+    let mut tune = TuneMode::Off;
     let mut i = 0;
     while i < args.len() {
         match args[i].as_str() {
@@ -89,15 +93,33 @@ fn main() {
                 i += 1;
                 only = args.get(i).cloned();
             }
+            "--tune" => tune = TuneMode::On,
+            "--conv" => {
+                i += 1;
+                conv = match args.get(i).map(String::as_str) {
+                    Some("direct") => ConvVariant::Direct,
+                    Some("unfold") => ConvVariant::Unfold,
+                    _ => panic!("--conv direct|unfold"),
+                };
+            }
             _ => {}
         }
         i += 1;
     }
-    let engine = Engine::new(EngineOptions::default()).unwrap_or_else(|e| {
+    let options = EngineOptions {
+        conv,
+        tune,
+        ..Default::default()
+    };
+    let engine = Engine::new(options).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(1)
     });
-    println!("adapter: {}  samples: {samples}", engine.adapter_name());
+    println!(
+        "adapter: {}  conv: {:?}  samples: {samples}",
+        engine.adapter_name(),
+        engine.conv_variant()
+    );
     println!("| config | median step | images/s | peak GPU memory (pool) | dispatches/step |");
     println!("|---|---|---|---|---|");
     for c in CONFIGS {
@@ -138,6 +160,11 @@ fn main() {
             engine.sync().expect("sync");
             if s >= 2 {
                 times.push(t0.elapsed().as_secs_f64());
+            }
+        }
+        if tune == TuneMode::On {
+            for c in engine.kernel_choices() {
+                eprintln!("  {:<60} {:<8} {:?}", c.key, c.kernel, c.source);
             }
         }
         for (k, n, secs) in engine.profile_report().into_iter().take(15) {

@@ -7,6 +7,14 @@ fn flat_index(gid: vec3<u32>, pitch: u32) -> u32 {
     return gid.x + gid.y * pitch * 256u;
 }
 
+// q / d for q < 2^23 without an integer division: x86 has no vector integer divide, so llvmpipe
+// runs u32 `/` lane by lane at tens of cycles each, while a float divide is one vector instruction.
+// (q + 0.5) / d is at least 0.5 / d from an integer and its f32 rounding error is below that for
+// q < 2^23, so truncating it is exact.
+fn div_small(q: u32, d: u32) -> u32 {
+    return u32((f32(q) + 0.5) / f32(d));
+}
+
 // The parameter block of both conv2d kernel families (conv2d.wgsl, conv2d_tiled.wgsl);
 // ConvParams in src/ops/conv2d.rs.
 struct ConvParams {

@@ -159,6 +159,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("group_norm", include_str!("../shaders/group_norm.wgsl")),
     ("conv2d", include_str!("../shaders/conv2d.wgsl")),
     ("conv2d_tiled", include_str!("../shaders/conv2d_tiled.wgsl")),
+    (
+        "conv2d_unfold",
+        include_str!("../shaders/conv2d_unfold.wgsl"),
+    ),
     ("pooling", include_str!("../shaders/pooling.wgsl")),
     (
         "matmul_blocked",
@@ -170,6 +174,18 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("augment", include_str!("../shaders/augment.wgsl")),
     ("eigen", include_str!("../shaders/eigen.wgsl")),
 ];
+
+/// A checksum of every shader's source (and the prelude): a tune cache entry measured with other
+/// kernels is not reused.
+pub fn shaders_checksum() -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(include_str!("../shaders/common.wgsl").as_bytes());
+    for (name, source) in SHADERS {
+        h.update(name.as_bytes());
+        h.update(source.as_bytes());
+    }
+    h.finalize()
+}
 
 /// The full source of a shader: the shared prelude, then its own file.
 pub fn shader_source(name: &str) -> Result<String> {

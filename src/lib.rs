@@ -29,7 +29,7 @@ pub mod tensor;
 pub mod train;
 
 pub use autograd::Grads;
-pub use engine::{Engine, EngineOptions, MatmulVariant};
+pub use engine::{ConvVariant, Engine, EngineOptions, MatmulVariant, TuneMode};
 pub use error::{Error, Result};
 pub use params::ParamSet;
 pub use tensor::{DType, Tensor};

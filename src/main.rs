@@ -16,8 +16,19 @@ struct Cli {
     /// so (vulkan, metal, dx12, gl); env BYOL_ADAPTER also works.
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// Time each candidate kernel of a pass the first time a shape is met and keep the fastest
+    /// (remembered in the tune cache: BYOL_TUNE_CACHE, else ~/.cache/byol-wgpu/tune.json), or use
+    /// each pass's static default.
+    #[arg(long, global = true, value_enum, default_value = "on")]
+    tune: Tune,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Tune {
+    On,
+    Off,
 }
 
 #[derive(Subcommand)]
@@ -28,6 +39,9 @@ enum Command {
     Info,
     /// Train an encoder self-supervised (BYOL and relatives) with diagnostics and checkpoints.
     Train(Box<byol::cli::train::TrainArgs>),
+    /// Fill the tune cache for a training configuration (the flags of `train`) and print the
+    /// kernel chosen for each pass and shape, with the times measured.
+    Tune(Box<byol::cli::train::TrainArgs>),
     /// Linear evaluation of a run's encoder, or of one in a safetensors file (or of a random one
     /// with --random).
     Eval(byol::cli::train::EvalArgs),
@@ -52,25 +66,33 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    let dev = byol::cli::Device {
+        adapter: cli.adapter.clone(),
+        tune: match cli.tune {
+            Tune::On => byol::TuneMode::On,
+            Tune::Off => byol::TuneMode::Off,
+        },
+    };
+    let given_in = |name: &str| {
+        let command = Cli::command();
+        match (
+            matches.subcommand_matches(name),
+            command.find_subcommand(name),
+        ) {
+            (Some(m), Some(c)) => given_flags(m, c),
+            _ => Vec::new(),
+        }
+    };
     let result = match cli.command {
         Command::Adapters => adapters(cli.adapter.as_deref()),
         Command::Info => info(cli.adapter.as_deref()),
-        Command::Train(args) => {
-            let command = Cli::command();
-            let given = match (
-                matches.subcommand_matches("train"),
-                command.find_subcommand("train"),
-            ) {
-                (Some(m), Some(c)) => given_flags(m, c),
-                _ => Vec::new(),
-            };
-            byol::cli::train::run(&args, cli.adapter.as_deref(), &given)
-        }
-        Command::Eval(args) => byol::cli::train::eval(&args, cli.adapter.as_deref()),
-        Command::Export(args) => byol::cli::interop::export(&args, cli.adapter.as_deref()),
-        Command::Embed(args) => byol::cli::interop::embed(&args, cli.adapter.as_deref()),
-        Command::Study(args) => byol::cli::study::run(&args, cli.adapter.as_deref()),
-        Command::Data { command } => byol::cli::data::run(command, cli.adapter.as_deref()),
+        Command::Train(args) => byol::cli::train::run(&args, &dev, &given_in("train")),
+        Command::Tune(args) => byol::cli::tune::run(&args, &dev, &given_in("tune")),
+        Command::Eval(args) => byol::cli::train::eval(&args, &dev),
+        Command::Export(args) => byol::cli::interop::export(&args, &dev),
+        Command::Embed(args) => byol::cli::interop::embed(&args, &dev),
+        Command::Study(args) => byol::cli::study::run(&args, &dev),
+        Command::Data { command } => byol::cli::data::run(command, &dev),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

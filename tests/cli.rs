@@ -11,6 +11,11 @@ fn byol(args: &[&str]) -> (bool, String, String) {
         // As a user's shell has it: cargo's own [env] setting must not hide the noise.
         .env_remove("NODEVICE_SELECT")
         .env_remove("BYOL_ADAPTER")
+        // Kernels measured here go to a file of this test binary, not the user's cache.
+        .env(
+            "BYOL_TUNE_CACHE",
+            std::env::temp_dir().join(format!("byol-cli-tune-{}.json", std::process::id())),
+        )
         .output()
         .expect("run byol");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();

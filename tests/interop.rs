@@ -396,7 +396,7 @@ fn export_then_import_reproduces_the_runs_embeddings_bit_for_bit() {
                 target,
                 force,
             },
-            None,
+            &byol::cli::Device::default(),
         )
     };
     export(&file, false, false, false).unwrap();
@@ -468,7 +468,7 @@ fn export_then_import_reproduces_the_runs_embeddings_bit_for_bit() {
             out: npy.clone(),
             force: false,
         },
-        None,
+        &byol::cli::Device::default(),
     )
     .unwrap();
     let n = la.len();
@@ -518,7 +518,7 @@ fn export_then_import_reproduces_the_runs_embeddings_bit_for_bit() {
             target: false,
             force: false,
         },
-        None,
+        &byol::cli::Device::default(),
     )
     .unwrap();
     let started = weights::read(&started).unwrap();

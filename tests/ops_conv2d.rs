@@ -1,11 +1,12 @@
 //! Gradient checks of conv2d (forward, input gradient, weight gradient, bias gradient) on the
-//! shapes ResNet-18 uses, with channel counts that are not multiples of the 8x8 blocks, for both
-//! kernel variants (barrier-free blocks and workgroup-memory tiles).
+//! shapes ResNet-18 uses, with channel counts that are not multiples of the 8x8 blocks, for every
+//! kernel: direct (barrier-free blocks, workgroup-memory tiles) and unfolded (im2col, each matmul
+//! family, col2im).
 
 mod common;
 use byol::ops;
 use byol::rng::Rng;
-use byol::{EngineOptions, MatmulVariant};
+use byol::{ConvVariant, EngineOptions, MatmulVariant};
 use common::conv_ref::Conv;
 use common::{rand_vec, OpCheck};
 
@@ -67,10 +68,24 @@ const fn conv(
     }
 }
 
-const VARIANTS: [MatmulVariant; 2] = [MatmulVariant::Blocked, MatmulVariant::Tiled];
+/// Every kernel a convolution pass can run: each matmul family, direct and unfolded.
+const VARIANTS: [(MatmulVariant, ConvVariant); 4] = [
+    (MatmulVariant::Blocked, ConvVariant::Direct),
+    (MatmulVariant::Tiled, ConvVariant::Direct),
+    (MatmulVariant::Blocked, ConvVariant::Unfold),
+    (MatmulVariant::Tiled, ConvVariant::Unfold),
+];
 
-fn resnet_shapes(variant: MatmulVariant) {
-    let e = common::engine_variant(variant);
+fn engine_for((matmul, conv): (MatmulVariant, ConvVariant)) -> byol::Engine {
+    common::engine_with(EngineOptions {
+        matmul,
+        conv,
+        ..Default::default()
+    })
+}
+
+fn resnet_shapes(variant: (MatmulVariant, ConvVariant)) {
+    let e = engine_for(variant);
     let mut rng = Rng::new(51);
     let cases = [
         conv(2, 3, 13, 11, 9, 7, 2, 3), // ImageNet stem: 7x7 stride 2 pad 3
@@ -80,6 +95,8 @@ fn resnet_shapes(variant: MatmulVariant) {
         conv(1, 1, 1, 1, 1, 1, 1, 0),   // the smallest
         conv(2, 3, 5, 5, 4, 3, 1, 0),   // no padding
         conv(1, 66, 3, 3, 67, 3, 1, 1), // more than one 64-wide tile of O and C
+        conv(2, 8, 8, 8, 16, 3, 2, 1),  // multiples of 4 (the vec4 matmul when unfolded)
+        conv(3, 4, 6, 6, 8, 3, 1, 1),   // the same at stride 1
     ];
     for (i, cv) in cases.into_iter().enumerate() {
         check(&e, &mut rng, cv, i % 2 == 0);
@@ -88,12 +105,22 @@ fn resnet_shapes(variant: MatmulVariant) {
 
 #[test]
 fn blocked_kernel_matches_reference_on_resnet_shapes() {
-    resnet_shapes(MatmulVariant::Blocked);
+    resnet_shapes(VARIANTS[0]);
 }
 
 #[test]
 fn tiled_kernel_matches_reference_on_resnet_shapes() {
-    resnet_shapes(MatmulVariant::Tiled);
+    resnet_shapes(VARIANTS[1]);
+}
+
+#[test]
+fn unfolded_with_blocked_matmul_matches_reference_on_resnet_shapes() {
+    resnet_shapes(VARIANTS[2]);
+}
+
+#[test]
+fn unfolded_with_tiled_matmul_matches_reference_on_resnet_shapes() {
+    resnet_shapes(VARIANTS[3]);
 }
 
 #[test]
@@ -102,7 +129,7 @@ fn weight_gradient_split_over_many_pixels_matches_reference() {
     for variant in VARIANTS {
         let mut rng = Rng::new(52);
         check(
-            &common::engine_variant(variant),
+            &engine_for(variant),
             &mut rng,
             conv(2, 3, 20, 20, 17, 3, 1, 1),
             true,
@@ -112,15 +139,34 @@ fn weight_gradient_split_over_many_pixels_matches_reference() {
 
 #[test]
 fn batches_larger_than_a_binding_are_split() {
-    // A 4 KiB binding limit (1024 floats) forces one launch per sample here.
-    for variant in VARIANTS {
+    // A 4 KiB binding limit (1024 floats) forces one launch per sample here (and one group of
+    // samples per unfolded matrix).
+    for (matmul, kernel) in VARIANTS {
         let e = common::engine_with(EngineOptions {
             binding_limit: Some(4096),
-            matmul: variant,
+            matmul,
+            conv: kernel,
             ..Default::default()
         });
         let mut rng = Rng::new(53);
         check(&e, &mut rng, conv(3, 4, 9, 9, 6, 3, 1, 1), true);
+    }
+}
+
+#[test]
+fn unfolded_batches_are_split_into_groups_of_samples() {
+    // 16 KiB (4096 floats) holds one sample's unfolded matrix (4*9 rows x 81 pixels) but not two:
+    // three groups, the weight gradient accumulated over them.
+    for matmul in [MatmulVariant::Blocked, MatmulVariant::Tiled] {
+        let e = common::engine_with(EngineOptions {
+            binding_limit: Some(16384),
+            matmul,
+            conv: ConvVariant::Unfold,
+            ..Default::default()
+        });
+        let mut rng = Rng::new(54);
+        check(&e, &mut rng, conv(3, 4, 9, 9, 6, 3, 1, 1), true);
+        check(&e, &mut rng, conv(3, 4, 9, 9, 6, 3, 2, 1), false);
     }
 }
 

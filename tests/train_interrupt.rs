@@ -103,8 +103,16 @@ fn a_run_stopped_mid_epoch_resumes_to_the_uninterrupted_metrics() {
     std::fs::remove_dir_all(&split).ok();
 }
 
+/// The CLI measures kernels at its first step: the runs of this file share one tune cache, so the
+/// uninterrupted run and the interrupted one take the same kernels (the resumed one takes its
+/// run's `kernels.json`).
+fn tune_cache() -> PathBuf {
+    std::env::temp_dir().join(format!("byol-interrupt-tune-{}.json", std::process::id()))
+}
+
 fn byol_train(dir: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_byol"));
+    c.env("BYOL_TUNE_CACHE", tune_cache());
     c.args([
         "train",
         "--dataset",
@@ -176,6 +184,10 @@ fn sigint_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run() {
     );
 
     let resumed = Command::new(env!("CARGO_BIN_EXE_byol"))
+        .env(
+            "BYOL_TUNE_CACHE",
+            tune_cache().with_extension("resumed.json"),
+        )
         .args(["train", "--resume"])
         .arg(&split)
         .output()
@@ -194,6 +206,8 @@ fn sigint_saves_a_checkpoint_and_resume_matches_the_uninterrupted_run() {
     );
     std::fs::remove_dir_all(&straight).ok();
     std::fs::remove_dir_all(&split).ok();
+    std::fs::remove_file(tune_cache()).ok();
+    std::fs::remove_file(tune_cache().with_extension("resumed.json")).ok();
 }
 
 /// A kill between the epoch's checkpoint and its metrics line, or a line left behind by a run

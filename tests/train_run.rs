@@ -59,6 +59,88 @@ fn byol_loss_goes_down_and_the_run_directory_is_complete() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// With kernels chosen by measurement, a resumed run takes the kernels its run recorded in
+/// `kernels.json` (not what a fresh engine would measure), so it stays bit-identical; an edited
+/// record is obeyed, and a broken one is an error that names the file.
+#[test]
+fn resumed_run_replays_the_kernels_its_run_recorded() {
+    let cache = std::env::temp_dir().join(format!("byol-test-tune-{}.json", std::process::id()));
+    let tuned = |name: &str| {
+        common::engine_with(byol::EngineOptions {
+            tune: byol::TuneMode::On,
+            tune_cache: Some(cache.with_extension(format!("{name}.json"))),
+            ..Default::default()
+        })
+    };
+    let cfg = tiny();
+    let first = tuned("first");
+    let straight = run_dir("tuned-straight");
+    let m_full = train(&first, &cfg, &straight, false, false).unwrap();
+    let split = run_dir("tuned-split");
+    train_until(&first, &cfg, &split, false, false, Some(1)).unwrap();
+    let record = split.join("kernels.json");
+    let text = std::fs::read_to_string(&record).expect("kernels.json beside the checkpoint");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let kernels = v["kernels"].as_object().unwrap().clone();
+    assert!(
+        kernels.keys().any(|k| k.starts_with("conv2d input-grad")),
+        "{text}"
+    );
+    // A fresh engine with an empty cache of its own: it must not measure what the run recorded.
+    let fresh = tuned("fresh");
+    let m_rest = train(&fresh, &cfg, &split, true, false).unwrap();
+    assert_eq!(
+        (m_full[1].loss, m_full[1].cos_pos, m_full[1].cos_neg),
+        (m_rest[0].loss, m_rest[0].cos_pos, m_rest[0].cos_neg),
+        "resume diverged"
+    );
+    for c in fresh.kernel_choices() {
+        if let Some(k) = kernels.get(&c.key) {
+            assert_eq!(
+                (c.kernel.as_str(), c.source),
+                (k.as_str().unwrap(), byol::engine::ChoiceSource::Run)
+            );
+        }
+    }
+    // An edited record is obeyed: every pass flipped.
+    let flipped: serde_json::Map<String, serde_json::Value> = kernels
+        .iter()
+        .map(|(k, v)| {
+            let other = if v == "unfold" { "direct" } else { "unfold" };
+            (k.clone(), other.into())
+        })
+        .collect();
+    let edited = serde_json::json!({ "format": v["format"], "kernels": flipped });
+    std::fs::write(&record, edited.to_string()).unwrap();
+    let cfg3 = TrainConfig {
+        epochs: 3,
+        ..cfg.clone()
+    };
+    let third = tuned("third");
+    train(&third, &cfg3, &split, true, false).unwrap();
+    for c in third.kernel_choices() {
+        if let Some(k) = flipped.get(&c.key) {
+            assert_eq!(c.kernel.as_str(), k.as_str().unwrap(), "{}", c.key);
+        }
+    }
+    // A broken record stops the resume with the file's name.
+    std::fs::write(&record, "{ broken").unwrap();
+    let cfg4 = TrainConfig {
+        epochs: 4,
+        ..cfg.clone()
+    };
+    let err = train(&tuned("fourth"), &cfg4, &split, true, false)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("kernels.json"), "{err}");
+    for d in [&straight, &split] {
+        std::fs::remove_dir_all(d).ok();
+    }
+    for name in ["first", "fresh", "third", "fourth"] {
+        std::fs::remove_file(cache.with_extension(format!("{name}.json"))).ok();
+    }
+}
+
 #[test]
 fn resumed_run_reproduces_the_uninterrupted_run() {
     assert_resume_reproduces("byol", &tiny());

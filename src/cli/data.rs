@@ -30,16 +30,12 @@ pub enum DataCommand {
     },
 }
 
-pub fn run(cmd: DataCommand, adapter: Option<&str>) -> Result<()> {
-    let _ = adapter;
+pub fn run(cmd: DataCommand, dev: &super::Device) -> Result<()> {
     match cmd {
         DataCommand::Info { dataset } => info(&dataset),
         DataCommand::Fetch { name, dir } => fetch(&name, &dir),
         DataCommand::Show { dataset, out } => {
-            let engine = crate::Engine::new(crate::EngineOptions {
-                adapter: adapter.map(str::to_owned),
-                ..Default::default()
-            })?;
+            let engine = dev.open()?;
             super::data_show::show(&engine, &dataset, &out, 16)?;
             println!("wrote {} (original | view 1 | view 2)", out.display());
             Ok(())

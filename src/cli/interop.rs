@@ -7,7 +7,7 @@ use crate::interop::{npy, weights};
 use crate::nn::Stem;
 use crate::ssl::SslModel;
 use crate::train::{self, TrainConfig};
-use crate::{Engine, EngineOptions};
+use crate::Engine;
 use clap::Args;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -151,11 +151,8 @@ fn check_writable(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn open_engine(adapter: Option<&str>) -> Result<Engine> {
-    Engine::new(EngineOptions {
-        adapter: adapter.map(str::to_owned),
-        ..Default::default()
-    })
+fn open_engine(dev: &super::Device) -> Result<Engine> {
+    dev.open()
 }
 
 /// Flags of `byol export`.
@@ -223,9 +220,9 @@ fn export_metadata(
     Ok(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
-pub fn export(args: &ExportArgs, adapter: Option<&str>) -> Result<()> {
+pub fn export(args: &ExportArgs, dev: &super::Device) -> Result<()> {
     check_writable(&args.out, args.force)?;
-    let engine = open_engine(adapter)?;
+    let engine = open_engine(dev)?;
     let cfg = read_run_config(&args.run)?;
     let mut model = SslModel::new(&engine, cfg.model_config()?)?;
     let steps = train::restore_model(&args.run.join("checkpoint.bin"), &cfg, &mut model)?;
@@ -294,11 +291,11 @@ pub fn labels_path(out: &Path) -> PathBuf {
     out.with_file_name(format!("{stem}.labels.npy"))
 }
 
-pub fn embed(args: &EmbedArgs, adapter: Option<&str>) -> Result<()> {
+pub fn embed(args: &EmbedArgs, dev: &super::Device) -> Result<()> {
     let labels_out = labels_path(&args.out);
     check_writable(&args.out, args.force)?;
     check_writable(&labels_out, args.force)?;
-    let engine = open_engine(adapter)?;
+    let engine = open_engine(dev)?;
     let (model, cfg) = args.encoder.open(&engine, false)?;
     let set: Arc<dyn data::ImageSet> = Arc::from(data::open(&cfg.dataset, args.split.into())?);
     let name = set.name();

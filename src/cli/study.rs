@@ -2,7 +2,6 @@
 
 use crate::error::Result;
 use crate::study::{self, Preset, StudyOptions};
-use crate::{Engine, EngineOptions};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -36,11 +35,8 @@ pub struct StudyArgs {
     pub quiet: bool,
 }
 
-pub fn run(args: &StudyArgs, adapter: Option<&str>) -> Result<()> {
-    let engine = Engine::new(EngineOptions {
-        adapter: adapter.map(str::to_owned),
-        ..Default::default()
-    })?;
+pub fn run(args: &StudyArgs, dev: &super::Device) -> Result<()> {
+    let engine = dev.open()?;
     let opts = StudyOptions {
         preset: Preset::parse(&args.preset)?,
         dataset: args.dataset.clone(),

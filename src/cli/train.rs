@@ -6,7 +6,6 @@ use crate::ssl::Method;
 use crate::train::config::{AugmentPreset, EvalProtocol, OptimizerKind, SizeChange};
 use crate::train::RunControl;
 use crate::train::{self, TrainConfig};
-use crate::{Engine, EngineOptions};
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -211,7 +210,7 @@ fn default_run_dir(cfg: &TrainConfig) -> Result<PathBuf> {
 
 /// Runs `byol train`. `given` names the flags (by field name) the command line set; with
 /// `--resume`, any that would change what is trained is refused rather than silently ignored.
-pub fn run(args: &TrainArgs, adapter: Option<&str>, given: &[String]) -> Result<()> {
+pub fn run(args: &TrainArgs, dev: &super::Device, given: &[String]) -> Result<()> {
     if args.resume.is_some() {
         let ignored: Vec<String> = given
             .iter()
@@ -227,10 +226,7 @@ pub fn run(args: &TrainArgs, adapter: Option<&str>, given: &[String]) -> Result<
             )));
         }
     }
-    let engine = Engine::new(EngineOptions {
-        adapter: adapter.map(str::to_owned),
-        ..Default::default()
-    })?;
+    let engine = dev.open()?;
     let mut cpu_sized = Vec::new();
     let (cfg, out, resume) = match &args.resume {
         Some(dir) => {
@@ -381,11 +377,8 @@ pub struct EvalArgs {
     pub random: bool,
 }
 
-pub fn eval(args: &EvalArgs, adapter: Option<&str>) -> Result<()> {
-    let engine = Engine::new(EngineOptions {
-        adapter: adapter.map(str::to_owned),
-        ..Default::default()
-    })?;
+pub fn eval(args: &EvalArgs, dev: &super::Device) -> Result<()> {
+    let engine = dev.open()?;
     let (model, mut cfg) = args.encoder.open(&engine, args.random)?;
     if let Some(p) = args.eval_protocol {
         cfg.eval_protocol = p;

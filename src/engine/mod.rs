@@ -21,6 +21,9 @@ use std::sync::{Arc, Mutex};
 mod recorder;
 mod timing;
 mod transfer;
+mod tune;
+
+pub use tune::{default_cache_file, ChoiceSource, KernelChoice, TuneMode};
 
 /// Which matmul kernel the engine uses; `Auto` picks per adapter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -33,6 +36,18 @@ pub enum MatmulVariant {
     Tiled,
 }
 
+/// How convolutions run; `Auto` picks per adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConvVariant {
+    #[default]
+    Auto,
+    /// Implicit GEMM: each product gathers its input window (conv2d.wgsl, or conv2d_tiled.wgsl
+    /// with the tiled matmul).
+    Direct,
+    /// Explicit GEMM: unfold (im2col), the matmul kernel, col2im (conv2d_unfold.wgsl).
+    Unfold,
+}
+
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
     /// Substring of the adapter name; `None` means the best adapter (or env `BYOL_ADAPTER`).
@@ -40,6 +55,13 @@ pub struct EngineOptions {
     /// Fill every buffer an op allocates with NaN before the op writes it (tests use this).
     pub poison_outputs: bool,
     pub matmul: MatmulVariant,
+    /// Forces one convolution kernel for every pass (tests force each); `Auto` lets the tuner
+    /// or the passes' static defaults decide.
+    pub conv: ConvVariant,
+    /// Whether passes with several kernels time them (see [`tune`]).
+    pub tune: TuneMode,
+    /// The tune cache file; `None`: [`default_cache_file`].
+    pub tune_cache: Option<std::path::PathBuf>,
     /// Submit after this many recorded dispatches even without a sync point.
     pub max_pending_dispatches: usize,
     /// Lower the per-binding byte limit below the adapter's (tests use it to exercise the paths
@@ -57,6 +79,9 @@ impl Default for EngineOptions {
             adapter: None,
             poison_outputs: false,
             matmul: MatmulVariant::Auto,
+            conv: ConvVariant::Auto,
+            tune: TuneMode::Off,
+            tune_cache: None,
             max_pending_dispatches: 4096,
             binding_limit: None,
             profile: std::env::var("BYOL_PROFILE").is_ok_and(|v| v == "1"),
@@ -114,6 +139,7 @@ pub(crate) struct EngineInner {
     /// Per-kernel (calls, seconds) when profiling.
     profile: RefCell<HashMap<String, (u64, f64)>>,
     errors: Arc<Mutex<Vec<String>>>,
+    tuner: RefCell<tune::Tuner>,
     options: EngineOptions,
 }
 
@@ -159,6 +185,16 @@ impl Engine {
         }
         let mut options = options;
         options.max_pending_dispatches = max_pending;
+        let adapter_key = format!(
+            "{} | {:?} | {} {} | shaders {:08x}",
+            gpu.info.name,
+            gpu.info.backend,
+            gpu.info.driver,
+            gpu.info.driver_info,
+            crate::kernels::shaders_checksum()
+        );
+        let cache_file = options.tune_cache.clone().or_else(default_cache_file);
+        let tuner = tune::Tuner::new(options.tune, cache_file, adapter_key);
         Ok(Engine(Rc::new(EngineInner {
             gpu,
             pool: RefCell::new(BufferPool::new()),
@@ -177,6 +213,7 @@ impl Engine {
             stats: Cell::new(RecordStats::default()),
             profile: RefCell::new(HashMap::new()),
             errors,
+            tuner: RefCell::new(tuner),
             options,
         })))
     }
@@ -224,6 +261,11 @@ impl Engine {
             MatmulVariant::Auto => MatmulVariant::Tiled,
             v => v,
         }
+    }
+
+    /// The convolution variant forced for every pass, or `Auto` (each pass's tuned choice).
+    pub fn conv_variant(&self) -> ConvVariant {
+        self.0.options.conv
     }
 
     // ---- memory --------------------------------------------------------------------------------

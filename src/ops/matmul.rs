@@ -151,18 +151,19 @@ fn dispatch(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    let (shader, tile) = match engine.matmul_variant() {
-        MatmulVariant::Tiled => ("matmul_tiled", 64),
-        _ if vec4_ok(g, bases) => ("matmul_vec4", 64),
-        _ => ("matmul_blocked", 32),
+    // Columns and rows of C one workgroup covers.
+    let (shader, cols, rows) = match engine.matmul_variant() {
+        MatmulVariant::Tiled => ("matmul_tiled", 64, 64),
+        _ if vec4_ok(g, bases) => ("matmul_vec4", 64, 64),
+        _ => ("matmul_blocked", 32, 32),
     };
     let constants = [
         ("TRANS_A", g.trans_a as u8 as f64),
         ("TRANS_B", g.trans_b as u8 as f64),
     ];
     let grid = [
-        g.n.div_ceil(tile) as u32,
-        g.m.div_ceil(tile) as u32,
+        g.n.div_ceil(cols) as u32,
+        g.m.div_ceil(rows) as u32,
         g.batch as u32,
     ];
     // A long K is summed in ranges, each launch adding its part into C (beta = 1 after the first).

@@ -6,6 +6,7 @@ pub mod bias;
 pub mod byol_loss;
 pub mod concat;
 pub mod conv2d;
+mod conv2d_unfold;
 pub mod cross_entropy;
 pub mod eigen;
 pub mod elementwise;
@@ -59,6 +60,7 @@ pub const KERNEL_ABI: &[KernelAbi] = &[
     KernelAbi::of::<group_norm::GroupNormParams>("group_norm", true),
     KernelAbi::of::<conv2d::ConvParams>("conv2d", false),
     KernelAbi::of::<conv2d::ConvParams>("conv2d_tiled", false),
+    KernelAbi::of::<conv2d::ConvParams>("conv2d_unfold", false),
     KernelAbi::of::<pooling::PoolParams>("pooling", true),
     KernelAbi::of::<matmul::GemmParams>("matmul_blocked", false),
     KernelAbi::of::<matmul::GemmParams>("matmul_tiled", false),

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod embed;
+pub mod kernels;
 pub mod memory;
 pub mod run_dir;
 pub mod schedule;
@@ -133,6 +134,7 @@ pub fn train_with(
     let mut trainer = Trainer::new(engine, cfg, steps_per_epoch)?;
     let metrics_path = out.join("metrics.jsonl");
     let at = if resume {
+        kernels::pin(engine, out)?;
         let at = state::restore(&ckpt_path, cfg, &mut trainer)?;
         // The step count must be the position's: epochs done times steps per epoch, plus the
         // steps of the epoch in progress (the schedules and the EMA depend on it).
@@ -241,6 +243,7 @@ pub fn train_with(
                     epoch_seconds: elapsed(t0),
                     diagnostics: trainer.save_diagnostics()?,
                 };
+                kernels::save(engine, out)?;
                 state::save(&ckpt_path, cfg, &trainer, &here)?;
                 last_save = Instant::now();
                 if stop_asked {
@@ -319,6 +322,7 @@ pub fn train_with(
         }
         // The checkpoint first, then its metrics line: a kill in between leaves a line missing,
         // which the resumed run writes (a line without its checkpoint would be written twice).
+        kernels::save(engine, out)?;
         state::save(
             &ckpt_path,
             cfg,
@@ -330,6 +334,34 @@ pub fn train_with(
         all.push(m);
     }
     Ok(all)
+}
+
+/// One training step of `cfg` on the first batch of its dataset, for `byol tune`: every pass with
+/// more than one kernel meets its shapes and, with tuning on, is measured.
+pub fn tune_step(engine: &Engine, cfg: &TrainConfig) -> Result<()> {
+    cfg.validate()?;
+    check_memory(engine, cfg)?;
+    let set: Arc<dyn data::ImageSet> = Arc::from(data::open(&cfg.dataset, Split::Pretrain)?);
+    let views = cfg.augmentations()?;
+    let mut trainer = Trainer::new(engine, cfg, 1)?;
+    let options = LoaderOptions {
+        batch_size: cfg.batch_size,
+        seed: cfg.seed,
+        shuffle: true,
+        drop_last: true,
+        augment: Some(views.clone()),
+        epochs: Some(1),
+    };
+    let mut loader = Loader::starting_at(set, options, LoaderPosition::default())?;
+    let batch = loader.epoch_batches().next().ok_or_else(|| {
+        Error::Invalid(format!(
+            "{} has fewer images than one batch of {}",
+            cfg.dataset, cfg.batch_size
+        ))
+    })??;
+    let (v1, v2) = two_views(engine, &batch, &views[0], &views[1], cfg.image_size, None)?;
+    trainer.step(&v1, &v2)?;
+    engine.sync()
 }
 
 /// Linear evaluation of a run directory's checkpoint (or, with `random`, of the same architecture
