@@ -255,6 +255,12 @@ fn cases(e: &Engine) -> Vec<Case> {
         matmul_case(e, r, "head fc2 fwd", 256, 256, 4096, false, false),
         matmul_case(e, r, "head fc2 dW", 4096, 256, 256, true, false),
         matmul_case(e, r, "head fc2 dX", 256, 4096, 256, false, true),
+        // The products of unfolded convolutions at the small step config (32 px, width 1/4,
+        // batch 128): few rows (output channels), many columns (pixels of the batch).
+        matmul_case(e, r, "unfold layer1 fwd", 16, 131072, 144, false, false),
+        matmul_case(e, r, "unfold layer1 dcol", 144, 131072, 16, true, false),
+        matmul_case(e, r, "unfold layer1 dW", 16, 144, 131072, false, true),
+        matmul_case(e, r, "unfold layer3 fwd", 64, 8192, 576, false, false),
     ];
     let n = 1 << 24;
     let (x, y) = (random(e, r, &[n]), random(e, r, &[n]));

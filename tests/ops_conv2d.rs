@@ -97,6 +97,7 @@ fn resnet_shapes(variant: (MatmulVariant, ConvVariant)) {
         conv(1, 66, 3, 3, 67, 3, 1, 1), // more than one 64-wide tile of O and C
         conv(2, 8, 8, 8, 16, 3, 2, 1),  // multiples of 4 (the vec4 matmul when unfolded)
         conv(3, 4, 6, 6, 8, 3, 1, 1),   // the same at stride 1
+        conv(4, 5, 5, 5, 6, 3, 2, 1),   // 3x3 outputs: vec4 columns that cross samples
     ];
     for (i, cv) in cases.into_iter().enumerate() {
         check(&e, &mut rng, cv, i % 2 == 0);

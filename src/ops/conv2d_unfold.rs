@@ -75,6 +75,16 @@ fn params(g: &Geometry, n: usize, x_base: u32, y_base: u32, has_bias: bool) -> C
     }
 }
 
+/// The NCHW / channel-major copy `name`, four elements per invocation where a plane is whole
+/// vec4s (then every base offset is a multiple of 4 too): (entry point, elements per invocation).
+fn copy_kernel(name: &'static str, g: &Geometry) -> (&'static str, usize) {
+    match (name, (g.oh * g.ow).is_multiple_of(4)) {
+        ("to_channel_major", true) => ("to_channel_major4", 4),
+        ("to_sample_major", true) => ("to_sample_major4", 4),
+        _ => (name, 1),
+    }
+}
+
 /// col [CK, n·OH·OW] of samples `n0..n0 + n` of x.
 fn unfold(engine: &Engine, g: &Geometry, x: &Tensor, n0: usize, n: usize) -> Result<Tensor> {
     let rows = g.c * g.kh * g.kw;
@@ -82,8 +92,14 @@ fn unfold(engine: &Engine, g: &Geometry, x: &Tensor, n0: usize, n: usize) -> Res
     let col = Tensor::empty(engine, &[rows * cols], DType::F32)?;
     let (xs, xb) = window(engine, x, n0 * g.in_per_sample(), n * g.in_per_sample());
     let p = params(g, n, xb, 0, false);
-    let grid = grid(n * g.oh * g.ow, rows);
-    engine.dispatch(SHADER, "im2col", &[], &p, &[xs, col.slice()], grid)?;
+    // Four columns per invocation where the rows of col are whole vec4s.
+    let (entry, per) = if cols.is_multiple_of(4) {
+        ("im2col4", 4)
+    } else {
+        ("im2col", 1)
+    };
+    let grid = grid(cols.div_ceil(per), rows);
+    engine.dispatch(SHADER, entry, &[], &p, &[xs, col.slice()], grid)?;
     Ok(col)
 }
 
@@ -98,15 +114,9 @@ fn channel_major(
     let out = Tensor::empty(engine, &[g.o * n * g.oh * g.ow], DType::F32)?;
     let (ys, yb) = window(engine, dy, n0 * g.out_per_sample(), n * g.out_per_sample());
     let p = params(g, n, 0, yb, false);
-    let grid = grid(n * g.oh * g.ow, g.o);
-    engine.dispatch(
-        SHADER,
-        "to_channel_major",
-        &[],
-        &p,
-        &[ys, out.slice()],
-        grid,
-    )?;
+    let (entry, per) = copy_kernel("to_channel_major", g);
+    let grid = grid(n * g.oh * g.ow / per, g.o);
+    engine.dispatch(SHADER, entry, &[], &p, &[ys, out.slice()], grid)?;
     Ok(out)
 }
 
@@ -138,15 +148,9 @@ pub(super) fn forward_into(
         // Without a bias the product stands in for the (unread) bias binding.
         let bs = bias.unwrap_or(&prod).slice();
         let p = params(g, n, 0, yb, bias.is_some());
-        let grid = grid(n * g.oh * g.ow, g.o);
-        engine.dispatch(
-            SHADER,
-            "to_sample_major",
-            &[],
-            &p,
-            &[prod.slice(), ys, bs],
-            grid,
-        )?;
+        let (entry, per) = copy_kernel("to_sample_major", g);
+        let grid = grid(n * g.oh * g.ow / per, g.o);
+        engine.dispatch(SHADER, entry, &[], &p, &[prod.slice(), ys, bs], grid)?;
     }
     Ok(())
 }
@@ -198,8 +202,14 @@ pub(super) fn backward(
             gemm_into(engine, gemm, w, &dyc, &dcol, 1.0, 0.0)?;
             let (xs, xb) = window(engine, dx, n0 * g.in_per_sample(), n * g.in_per_sample());
             let p = params(g, n, xb, 0, false);
-            let grid = grid(n * g.h * g.w, g.c);
-            engine.dispatch(SHADER, "col2im", &[], &p, &[dcol.slice(), xs], grid)?;
+            // Four pixels per invocation where a plane is whole vec4s.
+            let (entry, per) = if (g.h * g.w).is_multiple_of(4) {
+                ("col2im4", 4)
+            } else {
+                ("col2im", 1)
+            };
+            let grid = grid(n * g.h * g.w / per, g.c);
+            engine.dispatch(SHADER, entry, &[], &p, &[dcol.slice(), xs], grid)?;
         }
     }
     Ok((dx, dw))
