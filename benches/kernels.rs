@@ -1,5 +1,7 @@
 //! Kernel throughput: `cargo bench --bench kernels [-- FILTER] [--samples N] [--batch N]
-//! [--matmul blocked|tiled] [--conv direct|unfold]`.
+//! [--matmul blocked|tiled|vec4-wide|vec4-rows|vec4-rows-wide] [--conv direct|unfold] [--tune]`.
+//! With `--tune` each product and convolution pass runs the kernel measured fastest for its shape
+//! (the tune cache, see `byol tune`), and the choices are listed at the end.
 //!
 //! For each kernel and shape: the median GPU time over N runs (20 by default) after warm-up,
 //! measured with timestamp queries where the adapter has them (wall clock around a sync otherwise),
@@ -9,7 +11,7 @@ use byol::ops::conv2d::{conv2d_backward_input, conv2d_backward_weight};
 use byol::ops::BatchNormState;
 use byol::ops::{self, matmul::gemm};
 use byol::rng::Rng;
-use byol::{ConvVariant, Engine, EngineOptions, MatmulVariant, ParamSet, Tensor};
+use byol::{ConvVariant, Engine, EngineOptions, MatmulVariant, ParamSet, Tensor, TuneMode};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -332,6 +334,7 @@ fn main() {
     let mut filter: Option<String> = None;
     let mut variant = MatmulVariant::Auto;
     let mut conv = ConvVariant::Auto;
+    let mut tune = TuneMode::Off;
     let mut batch = 256usize;
     let mut i = 0;
     while i < args.len() {
@@ -358,9 +361,13 @@ fn main() {
                 variant = match args.get(i).map(String::as_str) {
                     Some("blocked") => MatmulVariant::Blocked,
                     Some("tiled") => MatmulVariant::Tiled,
-                    _ => panic!("--matmul blocked|tiled"),
+                    Some("vec4-wide") => MatmulVariant::Vec4Wide,
+                    Some("vec4-rows") => MatmulVariant::Vec4Rows,
+                    Some("vec4-rows-wide") => MatmulVariant::Vec4RowsWide,
+                    _ => panic!("--matmul blocked|tiled|vec4-wide|vec4-rows|vec4-rows-wide"),
                 };
             }
+            "--tune" => tune = TuneMode::On,
             "--conv" => {
                 i += 1;
                 conv = match args.get(i).map(String::as_str) {
@@ -377,6 +384,7 @@ fn main() {
     let engine = Engine::new(EngineOptions {
         matmul: variant,
         conv,
+        tune,
         ..Default::default()
     })
     .unwrap_or_else(|e| {
@@ -424,5 +432,13 @@ fn main() {
             t * 1e3,
             rate
         );
+    }
+    if tune == TuneMode::On {
+        println!();
+        println!("| pass and shape | kernel | from |");
+        println!("|---|---|---|");
+        for c in engine.kernel_choices() {
+            println!("| {} | {} | {:?} |", c.key, c.kernel, c.source);
+        }
     }
 }

@@ -56,10 +56,18 @@ fn store_block(cb: u32, m0: u32, n0: u32, acc: mat4x4<f32>) {
     }
 }
 
-@compute @workgroup_size(8, 8, 1)
+// WIDE: each invocation computes 8 x 16 (2 x 4 sub-blocks): 24 vec4 loads feed 512 FMAs, a
+// quarter fewer loads per FMA than 8 x 8 at the price of more live accumulators.
+override WIDE: bool = false;
+// The workgroup's shape: 8 x 8 invocations, or 64 x 1 for products with few rows (a workgroup
+// then covers 8 rows, so none of its invocations idles when M is 8 or 16).
+override GROUP_X: u32 = 8u;
+override GROUP_Y: u32 = 8u;
+
+@compute @workgroup_size(GROUP_X, GROUP_Y, 1)
 fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     let m0 = gid.y * 8u;
-    let n0 = gid.x * 8u;
+    let n0 = gid.x * select(8u, 16u, WIDE);
     if m0 >= p.m || n0 >= p.n || gid.z >= p.batch { return; }
     let ab = (p.a_base + gid.z * p.a_stride) / 4u;
     let bb = (p.b_base + gid.z * p.b_stride) / 4u;
@@ -69,6 +77,10 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
     var c01 = zero;
     var c10 = zero;
     var c11 = zero;
+    var c02 = zero;
+    var c03 = zero;
+    var c12 = zero;
+    var c13 = zero;
     for (var kq = p.k_begin / 4u; kq < p.k_end / 4u; kq++) {
         let a0 = a_block(ab, m0, kq);
         let a1 = a_block(ab, m0 + 4u, kq);
@@ -78,9 +90,23 @@ fn matmul(@builtin(global_invocation_id) gid: vec3<u32>) {
         c01 += b1 * a0;
         c10 += b0 * a1;
         c11 += b1 * a1;
+        if WIDE {
+            let b2 = b_block(bb, n0 + 8u, kq);
+            let b3 = b_block(bb, n0 + 12u, kq);
+            c02 += b2 * a0;
+            c03 += b3 * a0;
+            c12 += b2 * a1;
+            c13 += b3 * a1;
+        }
     }
     store_block(cb, m0, n0, c00);
     store_block(cb, m0, n0 + 4u, c01);
     store_block(cb, m0 + 4u, n0, c10);
     store_block(cb, m0 + 4u, n0 + 4u, c11);
+    if WIDE {
+        store_block(cb, m0, n0 + 8u, c02);
+        store_block(cb, m0, n0 + 12u, c03);
+        store_block(cb, m0 + 4u, n0 + 8u, c12);
+        store_block(cb, m0 + 4u, n0 + 12u, c13);
+    }
 }

@@ -175,7 +175,7 @@ fn info(filter: Option<&str>) -> byol::Result<()> {
     // The shader files of README's kernel table.
     let matmul = match engine.matmul_variant() {
         byol::MatmulVariant::Tiled => "matmul_tiled.wgsl",
-        _ => "matmul_vec4.wgsl (matmul_blocked.wgsl for shapes vec4 loads do not fit)",
+        _ => "matmul_vec4.wgsl (four block and workgroup shapes, chosen per product by measurement; matmul_blocked.wgsl where vec4 loads do not fit)",
     };
     println!("matmul kernel:      {matmul}");
     println!(

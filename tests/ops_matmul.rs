@@ -1,5 +1,6 @@
-//! Gradient checks of A·B, Aᵀ·B, A·Bᵀ (and Aᵀ·Bᵀ), 2-D and batched, for both kernel variants,
-//! at sizes that are not multiples of any tile.
+//! Gradient checks of A·B, Aᵀ·B, A·Bᵀ (and Aᵀ·Bᵀ), 2-D and batched, for every kernel (scalar and
+//! vec4 barrier-free blocks in each block and workgroup shape, workgroup-memory tiles), at sizes
+//! that are not multiples of any tile.
 
 mod common;
 use byol::ops::matmul::gemm;
@@ -100,6 +101,7 @@ const SHAPES: &[(usize, usize, usize, usize)] = &[
     (1, 4, 4, 4),
     (1, 36, 20, 12),
     (1, 132, 68, 8),
+    (1, 12, 1100, 8), // more than one 1024-column workgroup of vec4-rows-wide
     (2, 8, 12, 4),
 ];
 
@@ -126,9 +128,30 @@ fn tiled_kernel_matches_reference() {
 }
 
 #[test]
+fn vec4_wide_blocks_match_reference() {
+    all_shapes(MatmulVariant::Vec4Wide);
+}
+
+#[test]
+fn vec4_row_workgroups_match_reference() {
+    all_shapes(MatmulVariant::Vec4Rows);
+}
+
+#[test]
+fn vec4_row_workgroups_with_wide_blocks_match_reference() {
+    all_shapes(MatmulVariant::Vec4RowsWide);
+}
+
+#[test]
 fn operands_larger_than_a_binding_are_split() {
     // A 4 KiB binding limit forces the row split (A·B) and the K split with accumulation (Aᵀ·B).
-    for variant in [MatmulVariant::Blocked, MatmulVariant::Tiled] {
+    for variant in [
+        MatmulVariant::Blocked,
+        MatmulVariant::Tiled,
+        MatmulVariant::Vec4Wide,
+        MatmulVariant::Vec4Rows,
+        MatmulVariant::Vec4RowsWide,
+    ] {
         let e = common::engine_with(EngineOptions {
             binding_limit: Some(4096),
             matmul: variant,

@@ -102,11 +102,15 @@ fn resumed_run_replays_the_kernels_its_run_recorded() {
             );
         }
     }
-    // An edited record is obeyed: every pass flipped.
+    // An edited record is obeyed: every convolution pass flipped.
     let flipped: serde_json::Map<String, serde_json::Value> = kernels
         .iter()
         .map(|(k, v)| {
-            let other = if v == "unfold" { "direct" } else { "unfold" };
+            let other = match v.as_str() {
+                Some("unfold") => "direct",
+                Some("direct") => "unfold",
+                _ => v.as_str().unwrap(),
+            };
             (k.clone(), other.into())
         })
         .collect();

@@ -1,5 +1,5 @@
-//! Kernel choice by measurement (`engine::tune`): a convolution's three passes are timed on the
-//! adapter the first time a shape is met, the choice lands in the cache file, a second engine
+//! Kernel choice by measurement (`engine::tune`): a convolution's three passes and a matmul's
+//! kernel are timed on the adapter the first time a shape is met, the choice lands in the cache file, a second engine
 //! takes it from there, pinned choices win over both, tuning off takes the static defaults, a
 //! broken cache file is measured over, and whatever was chosen computes exactly what that kernel
 //! forced computes (the timing runs write nothing the op returns).
@@ -7,7 +7,7 @@
 mod common;
 use byol::engine::{ChoiceSource, KernelChoice};
 use byol::rng::Rng;
-use byol::{ops, ConvVariant, Engine, EngineOptions, Tensor, TuneMode};
+use byol::{ops, ConvVariant, Engine, EngineOptions, MatmulVariant, Tensor, TuneMode};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -18,11 +18,13 @@ fn cache_path(name: &str) -> PathBuf {
     dir.join("tune.json")
 }
 
+/// The convolution tests hold the matmul kernel fixed, so only the convolution passes are tuned.
 fn engine(tune: TuneMode, cache: &Path, conv: ConvVariant) -> Engine {
     common::engine_with(EngineOptions {
         tune,
         tune_cache: Some(cache.to_path_buf()),
         conv,
+        matmul: MatmulVariant::Blocked,
         ..Default::default()
     })
 }
@@ -158,4 +160,47 @@ fn a_broken_cache_file_is_measured_over() {
         let v: serde_json::Value = serde_json::from_str(&text).expect("rewritten as JSON");
         assert_eq!(v["format"], "byol-wgpu tune cache 1");
     }
+}
+
+#[test]
+fn a_product_runs_the_kernel_measured_fastest_and_computes_what_it_computes() {
+    let cache = cache_path("matmul");
+    let e = common::engine_with(EngineOptions {
+        tune: TuneMode::On,
+        tune_cache: Some(cache.clone()),
+        ..Default::default()
+    });
+    let mut rng = Rng::new(9);
+    let mut rand =
+        |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform(-1.0, 1.0) as f32).collect() };
+    let (a, b) = (rand(36 * 20), rand(20 * 44));
+    let product = |e: &Engine| {
+        let ta = Tensor::from_slice(e, &a, &[36, 20]).unwrap();
+        let tb = Tensor::from_slice(e, &b, &[20, 44]).unwrap();
+        ops::matmul(&ta, &tb).unwrap().to_vec().unwrap()
+    };
+    let tuned = product(&e);
+    let choices: Vec<KernelChoice> = e
+        .kernel_choices()
+        .into_iter()
+        .filter(|c| c.key.starts_with("matmul"))
+        .collect();
+    assert_eq!(choices.len(), 1, "{choices:?}");
+    let c = &choices[0];
+    assert_eq!(c.source, ChoiceSource::Measured);
+    // Every kernel that can read aligned operands: four vec4 shapes and the tiles.
+    assert_eq!(c.timings.len(), 5, "{c:?}");
+    let variant = match c.kernel.as_str() {
+        "vec4" => MatmulVariant::Blocked,
+        "vec4-wide" => MatmulVariant::Vec4Wide,
+        "vec4-rows" => MatmulVariant::Vec4Rows,
+        "vec4-rows-wide" => MatmulVariant::Vec4RowsWide,
+        "tiled" => MatmulVariant::Tiled,
+        k => panic!("unknown kernel {k}"),
+    };
+    let forced = common::engine_with(EngineOptions {
+        matmul: variant,
+        ..Default::default()
+    });
+    assert_eq!(tuned, product(&forced), "{}", c.kernel);
 }

@@ -34,6 +34,12 @@ pub enum MatmulVariant {
     Blocked,
     /// Workgroup-memory tiles with register blocking: best on real GPUs.
     Tiled,
+    /// The vec4 barrier-free kernel with 8 x 16 blocks (falls back like `Blocked`).
+    Vec4Wide,
+    /// The vec4 barrier-free kernel in 64 x 1 workgroups (8 rows each: for products with few rows).
+    Vec4Rows,
+    /// Both of the above.
+    Vec4RowsWide,
 }
 
 /// How convolutions run; `Auto` picks per adapter.
@@ -254,12 +260,18 @@ impl Engine {
         id
     }
 
-    /// The matmul variant in force for this adapter.
+    /// The matmul variant the options force (`Auto`: each product's tuned choice).
+    pub fn matmul_option(&self) -> MatmulVariant {
+        self.0.options.matmul
+    }
+
+    /// The kernel family in force for this adapter: `Tiled`, or the barrier-free `Blocked` (the
+    /// direct convolutions follow it).
     pub fn matmul_variant(&self) -> MatmulVariant {
         match self.0.options.matmul {
             MatmulVariant::Auto if self.0.gpu.is_software() => MatmulVariant::Blocked,
-            MatmulVariant::Auto => MatmulVariant::Tiled,
-            v => v,
+            MatmulVariant::Auto | MatmulVariant::Tiled => MatmulVariant::Tiled,
+            _ => MatmulVariant::Blocked,
         }
     }
 

@@ -143,6 +143,84 @@ fn launch(
     )
 }
 
+/// One matmul kernel: its shader and how its invocations and workgroups cover C.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Kernel {
+    name: &'static str,
+    shader: &'static str,
+    /// matmul_vec4: 8 x 16 blocks per invocation instead of 8 x 8.
+    wide: bool,
+    /// matmul_vec4: 64 x 1 workgroups (8 rows of C) instead of 8 x 8.
+    rows: bool,
+}
+
+const BLOCKED: Kernel = Kernel {
+    name: "blocked",
+    shader: "matmul_blocked",
+    wide: false,
+    rows: false,
+};
+const TILED: Kernel = Kernel {
+    name: "tiled",
+    shader: "matmul_tiled",
+    wide: false,
+    rows: false,
+};
+const fn vec4(name: &'static str, wide: bool, rows: bool) -> Kernel {
+    Kernel {
+        name,
+        shader: "matmul_vec4",
+        wide,
+        rows,
+    }
+}
+const VEC4: Kernel = vec4("vec4", false, false);
+const VEC4_WIDE: Kernel = vec4("vec4-wide", true, false);
+const VEC4_ROWS: Kernel = vec4("vec4-rows", false, true);
+const VEC4_ROWS_WIDE: Kernel = vec4("vec4-rows-wide", true, true);
+
+impl Kernel {
+    /// Columns and rows of C one workgroup covers.
+    fn tile(self) -> (usize, usize) {
+        match self.shader {
+            "matmul_blocked" => (32, 32),
+            "matmul_tiled" => (64, 64),
+            _ => {
+                let block_cols = if self.wide { 16 } else { 8 };
+                let (gx, gy) = if self.rows { (64, 1) } else { (8, 8) };
+                (gx * block_cols, gy * 8)
+            }
+        }
+    }
+}
+
+/// The kernels this product may run, the static default first: what the options force, else
+/// (tuned by measurement) every kernel that can read these operands. Barrier-free kernels lead on
+/// software adapters, tiles on GPUs.
+fn candidates(engine: &Engine, g: Gemm, bases: [u32; 3]) -> Vec<Kernel> {
+    let vec4_fits = vec4_ok(g, bases);
+    let or_blocked = |k: Kernel| if vec4_fits { k } else { BLOCKED };
+    match engine.matmul_option() {
+        MatmulVariant::Blocked => vec![or_blocked(VEC4)],
+        MatmulVariant::Tiled => vec![TILED],
+        MatmulVariant::Vec4Wide => vec![or_blocked(VEC4_WIDE)],
+        MatmulVariant::Vec4Rows => vec![or_blocked(VEC4_ROWS)],
+        MatmulVariant::Vec4RowsWide => vec![or_blocked(VEC4_ROWS_WIDE)],
+        MatmulVariant::Auto => {
+            let free: Vec<Kernel> = if vec4_fits {
+                vec![VEC4, VEC4_WIDE, VEC4_ROWS, VEC4_ROWS_WIDE]
+            } else {
+                vec![BLOCKED]
+            };
+            if engine.gpu().is_software() {
+                free.into_iter().chain([TILED]).collect()
+            } else {
+                [TILED].into_iter().chain(free).collect()
+            }
+        }
+    }
+}
+
 fn dispatch(
     engine: &Engine,
     g: Gemm,
@@ -151,16 +229,65 @@ fn dispatch(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
-    // Columns and rows of C one workgroup covers.
-    let (shader, cols, rows) = match engine.matmul_variant() {
-        MatmulVariant::Tiled => ("matmul_tiled", 64, 64),
-        _ if vec4_ok(g, bases) => ("matmul_vec4", 64, 64),
-        _ => ("matmul_blocked", 32, 32),
+    let kernels = candidates(engine, g, bases);
+    let kernel = if kernels.len() == 1 {
+        kernels[0]
+    } else {
+        let names: Vec<&'static str> = kernels.iter().map(|k| k.name).collect();
+        let key = format!(
+            "matmul {}{} b{} m{} n{} k{}{}",
+            if g.trans_a { "T" } else { "N" },
+            if g.trans_b { "T" } else { "N" },
+            g.batch,
+            g.m,
+            g.n,
+            g.k,
+            if vec4_ok(g, bases) { "" } else { " unaligned" }
+        );
+        // Timed into a scratch C of its own (beta 0: nothing of C is read).
+        let chosen = engine.choose_kernel(&key, &names, |name| {
+            let k = kernels
+                .iter()
+                .find(|k| k.name == name)
+                .copied()
+                .unwrap_or(kernels[0]);
+            let scratch = Tensor::empty(engine, &[g.batch * g.m * g.n], DType::F32)?;
+            let out = [bufs[0], bufs[1], scratch.slice()];
+            launch_kernel(engine, k, g, out, [bases[0], bases[1], 0], alpha, 0.0)
+        })?;
+        kernels
+            .iter()
+            .find(|k| k.name == chosen)
+            .copied()
+            .unwrap_or(kernels[0])
     };
+    launch_kernel(engine, kernel, g, bufs, bases, alpha, beta)
+}
+
+fn launch_kernel(
+    engine: &Engine,
+    kernel: Kernel,
+    g: Gemm,
+    bufs: [crate::engine::BufSlice; 3],
+    bases: [u32; 3],
+    alpha: f32,
+    beta: f32,
+) -> Result<()> {
+    let (cols, rows) = kernel.tile();
+    let (gx, gy) = if kernel.rows { (64.0, 1.0) } else { (8.0, 8.0) };
     let constants = [
         ("TRANS_A", g.trans_a as u8 as f64),
         ("TRANS_B", g.trans_b as u8 as f64),
+        ("WIDE", kernel.wide as u8 as f64),
+        ("GROUP_X", gx),
+        ("GROUP_Y", gy),
     ];
+    // Only matmul_vec4 has the block and workgroup shape constants.
+    let constants = if kernel.shader == "matmul_vec4" {
+        &constants[..]
+    } else {
+        &constants[..2]
+    };
     let grid = [
         g.n.div_ceil(cols) as u32,
         g.m.div_ceil(rows) as u32,
@@ -185,7 +312,7 @@ fn dispatch(
             k_begin: k0 as u32,
             k_end: (k0 + len) as u32,
         };
-        engine.dispatch(shader, "matmul", &constants, &params, &bufs, grid)?;
+        engine.dispatch(kernel.shader, "matmul", constants, &params, &bufs, grid)?;
     }
     Ok(())
 }
