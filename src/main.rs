@@ -179,8 +179,12 @@ fn info(filter: Option<&str>) -> byol::Result<()> {
     };
     println!("matmul kernel:      {matmul}");
     println!(
-        "conv2d kernel:      {}.wgsl",
+        "conv2d kernels:     direct {}.wgsl or unfolded conv2d_unfold.wgsl + matmul, per pass and shape by measurement (`byol tune`)",
         byol::ops::conv2d::shader(&engine)
     );
+    match byol::engine::default_cache_file() {
+        Some(p) => println!("tune cache:         {}", p.display()),
+        None => println!("tune cache:         none (set BYOL_TUNE_CACHE or HOME)"),
+    }
     Ok(())
 }
