@@ -13,6 +13,8 @@ struct Params {
     has_beta: u32,
     momentum: f32,
     eps: f32,
+    // normalize: max(y, 0) as well (batch_norm_relu).
+    relu: u32,
     pitch: u32,
 }
 
@@ -48,7 +50,7 @@ fn gamma_of(c: u32) -> f32 {
     return 1.0;
 }
 
-// y = xhat * gamma + beta.
+// y = xhat * gamma + beta, then max(y, 0) where `relu` is set.
 @compute @workgroup_size(256)
 fn normalize(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);
@@ -57,6 +59,9 @@ fn normalize(@builtin(global_invocation_id) gid: vec3<u32>) {
     var y = xhat(i, c) * gamma_of(c);
     if p.has_beta != 0u {
         y += beta[c];
+    }
+    if p.relu != 0u {
+        y = max(y, 0.0);
     }
     out[i] = y;
 }

@@ -55,7 +55,14 @@ fn relu(@builtin(global_invocation_id) gid: vec3<u32>) {
     if i < p.n { out[i] = max(x[i], 0.0); }
 }
 
-// x: the relu's input, y: the gradient of its output.
+// relu(x + y): a residual block's end in one pass instead of two.
+@compute @workgroup_size(256)
+fn add_relu(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out[i] = max(x[i] + y[i], 0.0); }
+}
+
+// x: the relu's input (or its output: the same sign test), y: the gradient of its output.
 @compute @workgroup_size(256)
 fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);

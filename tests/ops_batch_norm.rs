@@ -274,3 +274,50 @@ fn bad_shapes_and_arguments_are_errors() {
         Err(Error::Invalid(_))
     ));
 }
+
+/// The fused batch norm + relu against the two checked ops it replaces (each gradient-checked
+/// against f64 above and in ops_elementwise.rs): the same output and the same gradients of x,
+/// gamma and beta, bit for bit, in training and eval mode, on the awkward shapes.
+#[test]
+fn fused_relu_equals_batch_norm_then_relu() {
+    let e = common::engine();
+    let mut rng = Rng::new(47);
+    let (mut clipped, mut passed) = (0, 0);
+    for shape in SHAPES {
+        let c = shape[1];
+        let n: usize = shape.iter().product();
+        let x0 = to_f32(&common::rand_vec(&mut rng, n));
+        let g0 = to_f32(&common::rand_vec(&mut rng, c));
+        let b0 = to_f32(&common::rand_vec(&mut rng, c));
+        let r = Tensor::from_slice(&e, &to_f32(&common::rand_vec(&mut rng, n)), shape).unwrap();
+        for training in [true, false] {
+            let run = |fused: bool| {
+                let x = Tensor::param(&e, &x0, shape).unwrap();
+                let g = Tensor::param(&e, &g0, &[c]).unwrap();
+                let b = Tensor::param(&e, &b0, &[c]).unwrap();
+                let state = BatchNormState::new(&e, c).unwrap();
+                let y = if fused {
+                    byol::ops::batch_norm_relu(&x, Some(&g), Some(&b), &state, training).unwrap()
+                } else {
+                    let t = batch_norm(&x, Some(&g), Some(&b), &state, training).unwrap();
+                    byol::ops::relu(&t).unwrap()
+                };
+                let loss = byol::ops::sum(&byol::ops::mul(&y, &r).unwrap()).unwrap();
+                let grads = e.backward(&loss).unwrap();
+                let get = |t: &Tensor| grads.get(t).unwrap().to_vec().unwrap();
+                (
+                    y.to_vec().unwrap(),
+                    get(&x),
+                    get(&g),
+                    get(&b),
+                    state.running_var.to_vec().unwrap(),
+                )
+            };
+            let (fused, composed) = (run(true), run(false));
+            assert_eq!(fused, composed, "{shape:?} training={training}");
+            clipped += fused.0.iter().filter(|v| **v == 0.0).count();
+            passed += fused.0.iter().filter(|v| **v > 0.0).count();
+        }
+    }
+    assert!(clipped > 100 && passed > 100, "both sides of the relu: {clipped}, {passed}");
+}

@@ -1,4 +1,5 @@
-//! Gradient checks of add, sub, mul, scale, relu (src/ops/elementwise.rs, shaders/elementwise.wgsl)
+//! Gradient checks of add, sub, mul, scale, relu, add_relu (src/ops/elementwise.rs,
+//! shaders/elementwise.wgsl)
 //! and reshape, and their errors.
 
 mod common;
@@ -87,6 +88,47 @@ fn scale_and_relu_match_reference() {
                     .collect()]
             },
             gpu_forward: &|t| ops::relu(&t[0]),
+            rel: 1e-4,
+        }
+        .run(&mut rng);
+    }
+}
+
+#[test]
+fn add_relu_matches_reference() {
+    let mut rng = Rng::new(13);
+    for shape in SHAPES {
+        let n: usize = shape.iter().product();
+        let b = rand_vec(&mut rng, n);
+        // Sums at least 0.05 from the kink, where finite differences of the reference hold.
+        let a: Vec<f64> = rand_vec(&mut rng, n)
+            .iter()
+            .zip(&b)
+            .map(|(&a, &b)| {
+                if (a + b).abs() < 0.05 {
+                    a + 0.2 * (a + b).signum()
+                } else {
+                    a
+                }
+            })
+            .collect();
+        OpCheck {
+            name: "add_relu",
+            inputs: vec![(a, shape.to_vec()), (b, shape.to_vec())],
+            grad: vec![true, true],
+            cpu_forward: &|x| {
+                x[0].iter()
+                    .zip(&x[1])
+                    .map(|(a, b)| (a + b).max(0.0))
+                    .collect()
+            },
+            cpu_backward: &|x, dy| {
+                let d: Vec<f64> = (0..dy.len())
+                    .map(|i| if x[0][i] + x[1][i] > 0.0 { dy[i] } else { 0.0 })
+                    .collect();
+                vec![d.clone(), d]
+            },
+            gpu_forward: &|t| ops::add_relu(&t[0], &t[1]),
             rel: 1e-4,
         }
         .run(&mut rng);

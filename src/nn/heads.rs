@@ -5,7 +5,6 @@ use super::layers::{Linear, Norm, NormKind};
 use super::ParamBuilder;
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::ops;
 use crate::params::ParamSet;
 use crate::tensor::Tensor;
 
@@ -35,7 +34,9 @@ impl Mlp {
     }
 
     pub fn forward(&self, p: &ParamSet, x: &Tensor, training: bool) -> Result<Tensor> {
-        let h = ops::relu(&self.norm.forward(p, &self.fc1.forward(p, x)?, training)?)?;
+        let h = self
+            .norm
+            .forward_relu(p, &self.fc1.forward(p, x)?, training)?;
         self.fc2.forward(p, &h)
     }
 }

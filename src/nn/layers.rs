@@ -199,6 +199,16 @@ impl Norm {
         self.state.as_ref()
     }
 
+    /// relu(norm(x)); batch norm applies the relu in its own normalize pass.
+    pub fn forward_relu(&self, p: &ParamSet, x: &Tensor, training: bool) -> Result<Tensor> {
+        if let (NormKind::Batch, Some(state)) = (self.kind, self.state.as_ref()) {
+            let t = p.tensors();
+            let (gamma, beta) = (&t[self.gamma], &t[self.beta]);
+            return ops::batch_norm_relu(x, Some(gamma), Some(beta), state, training);
+        }
+        ops::relu(&self.forward(p, x, training)?)
+    }
+
     pub fn forward(&self, p: &ParamSet, x: &Tensor, training: bool) -> Result<Tensor> {
         let t = p.tensors();
         match self.kind {

@@ -211,22 +211,22 @@ impl ResNet {
 
     /// Images [N, 3, H, W] to embeddings [N, out_dim].
     pub fn forward(&self, p: &ParamSet, x: &Tensor, training: bool) -> Result<Tensor> {
-        let mut h = ops::relu(&self.stem_norm.forward(
-            p,
-            &self.stem_conv.forward(p, x)?,
-            training,
-        )?)?;
+        let mut h = self
+            .stem_norm
+            .forward_relu(p, &self.stem_conv.forward(p, x)?, training)?;
         if self.stem == Stem::ImageNet {
             h = ops::max_pool2d(&h, 3, 2, 1)?;
         }
         for b in &self.blocks {
-            let y = ops::relu(&b.norm1.forward(p, &b.conv1.forward(p, &h)?, training)?)?;
+            let y = b
+                .norm1
+                .forward_relu(p, &b.conv1.forward(p, &h)?, training)?;
             let y = b.norm2.forward(p, &b.conv2.forward(p, &y)?, training)?;
             let skip = match &b.shortcut {
                 Some((conv, norm)) => norm.forward(p, &conv.forward(p, &h)?, training)?,
                 None => h.clone(),
             };
-            h = ops::relu(&ops::add(&y, &skip)?)?;
+            h = ops::add_relu(&y, &skip)?;
         }
         ops::global_avg_pool(&h)
     }

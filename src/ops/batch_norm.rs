@@ -4,7 +4,8 @@
 //! The input is viewed as [N, C, inner]; statistics are per channel over N and inner (two-pass, from
 //! `moments`). Training normalizes with the batch's biased variance and updates the running
 //! statistics in place with its unbiased variance, as PyTorch does. The backward is the fused form:
-//! one per-channel reduction of dy and dy * xhat, then one elementwise pass.
+//! one per-channel reduction of dy and dy * xhat, then one elementwise pass. `batch_norm_relu`
+//! applies a following relu in the normalize pass.
 
 use super::check_f32;
 use super::moments::{
@@ -52,6 +53,8 @@ crate::kernels::kernel_params! {
         has_beta: u32,
         momentum: f32,
         eps: f32,
+        /// normalize: apply max(y, 0) too (`batch_norm_relu`).
+        relu: u32,
     }
 }
 
@@ -79,6 +82,7 @@ fn params(
         has_beta: beta as u32,
         momentum: st.momentum,
         eps: st.eps,
+        relu: 0,
     }
 }
 
@@ -133,10 +137,36 @@ pub fn batch_norm(
     state: &BatchNormState,
     training: bool,
 ) -> Result<Tensor> {
+    batch_norm_with(x, gamma, beta, state, training, false)
+}
+
+/// relu(batch_norm(...)) with the relu applied in the normalize pass: one pass over the
+/// activation fewer. The backward masks dy by the output's sign, then runs batch norm's.
+pub fn batch_norm_relu(
+    x: &Tensor,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    state: &BatchNormState,
+    training: bool,
+) -> Result<Tensor> {
+    batch_norm_with(x, gamma, beta, state, training, true)
+}
+
+fn batch_norm_with(
+    x: &Tensor,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    state: &BatchNormState,
+    training: bool,
+    relu: bool,
+) -> Result<Tensor> {
     let view = check(x, gamma, beta, state)?;
     let (c, inner, count) = (view.groups, view.inner, view.count());
     let engine = x.engine();
-    let words = params(c, inner, count, gamma.is_some(), beta.is_some(), state);
+    let words = BatchNormParams {
+        relu: relu as u32,
+        ..params(c, inner, count, gamma.is_some(), beta.is_some(), state)
+    };
     let running = [
         Bind::Whole(&state.running_mean),
         Bind::Whole(&state.running_var),
@@ -174,7 +204,14 @@ pub fn batch_norm(
     inputs.extend(gamma);
     inputs.extend(beta);
     let (sx, sgamma, sbeta) = (x.clone(), gamma.cloned(), beta.cloned());
+    let sout = relu.then(|| out.clone());
     tape::record(&out, &inputs, move |dy| {
+        // Through the relu first: dy where the output is positive.
+        let masked = match &sout {
+            Some(o) => Some(super::elementwise::relu_mask(o, dy)?),
+            None => None,
+        };
+        let dy = masked.as_ref().unwrap_or(dy);
         let wants_affine = sgamma.iter().chain(&sbeta).any(|t| t.requires_grad());
         // Per channel: sum(dy) is dbeta and sum(dy * xhat) is dgamma.
         let sums = if training || wants_affine {

@@ -1,4 +1,5 @@
-//! Elementwise add, sub, mul, scale and relu (shaders/elementwise.wgsl), forward and backward.
+//! Elementwise add, sub, mul, scale, relu and the fused add + relu of a residual block's end
+//! (shaders/elementwise.wgsl), forward and backward.
 //! Tensors larger than one binding are processed in aligned chunks.
 
 use super::{check_f32, check_same_shape, chunks};
@@ -118,4 +119,25 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
         Ok(vec![Some(dx)])
     });
     Ok(out)
+}
+
+/// max(a + b, 0) in one pass (a residual block's end); the gradient dy where a + b > 0 goes to both.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let out = binary_raw("add_relu", a, b)?;
+    // The output's sign is the sum's: the mask needs neither input kept.
+    let so = out.clone();
+    tape::record(&out, &[a, b], move |dy| {
+        let d = relu_mask(&so, dy)?;
+        Ok(vec![Some(d.clone()), Some(d)])
+    });
+    Ok(out)
+}
+
+/// dy where `out` > 0 (not recorded): the backward of a relu from its output (which has the sign of
+/// its input), for ops that fuse a relu into their forward.
+pub(crate) fn relu_mask(out: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    check_same_shape("relu_mask", out, dy)?;
+    let d = out.empty_like()?;
+    launch("relu_backward", &[out, dy], &d, 0)?;
+    Ok(d)
 }

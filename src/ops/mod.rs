@@ -21,14 +21,14 @@ pub mod pooling;
 pub mod reduce;
 pub mod weight_std;
 
-pub use batch_norm::{batch_norm, BatchNormState};
+pub use batch_norm::{batch_norm, batch_norm_relu, BatchNormState};
 pub use bias::bias_add;
 pub use byol_loss::byol_loss;
 pub use concat::{concat0, narrow0, split0};
 pub use conv2d::conv2d;
 pub use cross_entropy::{check_targets, cross_entropy, upload_targets};
 pub use eigen::{effective_rank, symmetric_eigenvalues};
-pub use elementwise::{add, mul, relu, scale, sub};
+pub use elementwise::{add, add_relu, mul, relu, scale, sub};
 pub use group_norm::group_norm;
 pub use info_nce::{info_nce, queue_push};
 pub use l2_normalize::l2_normalize;
