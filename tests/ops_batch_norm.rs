@@ -319,5 +319,8 @@ fn fused_relu_equals_batch_norm_then_relu() {
             passed += fused.0.iter().filter(|v| **v > 0.0).count();
         }
     }
-    assert!(clipped > 100 && passed > 100, "both sides of the relu: {clipped}, {passed}");
+    assert!(
+        clipped > 100 && passed > 100,
+        "both sides of the relu: {clipped}, {passed}"
+    );
 }
