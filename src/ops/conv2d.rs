@@ -14,6 +14,7 @@
 //! `PIXELS_PER_SPLIT` pixels: every invocation stays under `LOOP_BUDGET`.
 
 use super::bias::channel_sum;
+use super::conv2d_geometry::Geometry;
 use super::conv2d_unfold;
 use super::reduce::sum_raw;
 use super::{check_f32, check_loop_budget, chunks, window, LOOP_BUDGET};
@@ -43,65 +44,7 @@ pub fn shader(engine: &Engine) -> &'static str {
     }
 }
 
-/// The geometry of one convolution.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Geometry {
-    pub batch: usize,
-    pub c: usize,
-    pub h: usize,
-    pub w: usize,
-    pub o: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: usize,
-    pub pad: usize,
-    pub oh: usize,
-    pub ow: usize,
-}
-
 impl Geometry {
-    fn new(x_shape: &[usize], w_shape: &[usize], stride: usize, pad: usize) -> Result<Geometry> {
-        let (&[batch, c, h, wd], &[o, c2, kh, kw]) = (x_shape, w_shape) else {
-            return Err(Error::Shape(format!(
-                "conv2d needs input [N, C, H, W] and weight [O, C, KH, KW], got {x_shape:?} and {w_shape:?}"
-            )));
-        };
-        if c != c2 {
-            return Err(Error::Shape(format!(
-                "conv2d: input has {c} channels but the weight expects {c2}"
-            )));
-        }
-        if stride == 0 {
-            return Err(Error::Invalid("conv2d: stride must be at least 1".into()));
-        }
-        if h + 2 * pad < kh || wd + 2 * pad < kw || batch == 0 || c == 0 || o == 0 {
-            return Err(Error::Shape(format!(
-                "conv2d: a {kh}x{kw} kernel with padding {pad} does not fit input {x_shape:?}"
-            )));
-        }
-        Ok(Geometry {
-            batch,
-            c,
-            h,
-            w: wd,
-            o,
-            kh,
-            kw,
-            stride,
-            pad,
-            oh: (h + 2 * pad - kh) / stride + 1,
-            ow: (wd + 2 * pad - kw) / stride + 1,
-        })
-    }
-
-    pub fn in_per_sample(&self) -> usize {
-        self.c * self.h * self.w
-    }
-
-    pub fn out_per_sample(&self) -> usize {
-        self.o * self.oh * self.ow
-    }
-
     /// Samples per launch: the x and y slices fit one binding and the grid fits its limits.
     fn samples_per_launch(&self, engine: &Engine) -> Result<usize> {
         let max = engine.max_binding_words() as usize - 64;
@@ -150,34 +93,7 @@ impl Geometry {
     }
 }
 
-crate::kernels::kernel_params! {
-    /// `ConvParams` of shaders/common.wgsl, shared by conv2d.wgsl and conv2d_tiled.wgsl.
-    pub struct ConvParams {
-        batch: u32,
-        c: u32,
-        h: u32,
-        w: u32,
-        o: u32,
-        kh: u32,
-        kw: u32,
-        stride: u32,
-        pad: u32,
-        oh: u32,
-        ow: u32,
-        /// Element offsets of this launch inside its x / y bindings (batch-split launches).
-        x_base: u32,
-        y_base: u32,
-        has_bias: u32,
-        /// backward_weight: pixels per split, and the index of this launch's first split.
-        k_chunk: u32,
-        split0: u32,
-        /// forward / backward_input: the channel range this launch sums, and whether it adds to
-        /// the output (later launches of a split channel loop).
-        chan_begin: u32,
-        chan_end: u32,
-        accumulate: u32,
-    }
-}
+pub use super::conv2d_geometry::ConvParams;
 
 /// Output size of a convolution along one axis.
 pub fn conv_out_size(input: usize, kernel: usize, stride: usize, pad: usize) -> usize {

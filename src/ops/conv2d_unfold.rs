@@ -9,7 +9,7 @@
 //! skips, at any stride, the taps the stride skips. Batches are processed in groups of samples
 //! whose unfolded matrix fits `UNFOLD_BUDGET` and one binding.
 
-use super::conv2d::{ConvParams, Geometry};
+use super::conv2d_geometry::{ConvParams, Geometry};
 use super::matmul::{gemm_into, Gemm};
 use super::window;
 use crate::engine::Engine;

@@ -6,6 +6,7 @@ pub mod bias;
 pub mod byol_loss;
 pub mod concat;
 pub mod conv2d;
+mod conv2d_geometry;
 mod conv2d_unfold;
 pub mod cross_entropy;
 pub mod eigen;
