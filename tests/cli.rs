@@ -225,6 +225,9 @@ fn tune_fills_the_cache_and_a_second_run_reads_it() {
         .filter(|l| l.starts_with("| conv2d") || l.starts_with("| matmul"))
         .collect();
     assert!(rows2.iter().all(|l| l.contains("| cache |")), "{second}");
+    let (ok, _, stderr) = byol(&["tune", "--resume", "some-run"]);
+    assert!(!ok);
+    assert!(stderr.contains("--resume some-run"), "{stderr}");
     let (ok, _, stderr) = byol(&["--tune", "off", "info"]);
     assert!(ok, "{stderr}");
     let (ok, _, stderr) = byol(&["--tune", "sometimes", "info"]);

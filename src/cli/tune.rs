@@ -5,11 +5,18 @@
 
 use super::train::TrainArgs;
 use crate::engine::ChoiceSource;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::train;
 use crate::TuneMode;
 
 pub fn run(args: &TrainArgs, dev: &super::Device, given: &[String]) -> Result<()> {
+    if let Some(dir) = &args.resume {
+        return Err(Error::Invalid(format!(
+            "byol tune measures the configuration its flags give, not a run: drop --resume {} \
+             (`byol train --resume` replays the kernels that run recorded in its kernels.json)",
+            dir.display()
+        )));
+    }
     let dev = super::Device {
         tune: TuneMode::On,
         ..dev.clone()
