@@ -60,37 +60,6 @@ impl Geometry {
         }
         Ok(n)
     }
-
-    fn params(
-        &self,
-        batch: usize,
-        x_base: u32,
-        y_base: u32,
-        has_bias: bool,
-        k_chunk: usize,
-        split0: usize,
-    ) -> ConvParams {
-        ConvParams {
-            batch: batch as u32,
-            c: self.c as u32,
-            h: self.h as u32,
-            w: self.w as u32,
-            o: self.o as u32,
-            kh: self.kh as u32,
-            kw: self.kw as u32,
-            stride: self.stride as u32,
-            pad: self.pad as u32,
-            oh: self.oh as u32,
-            ow: self.ow as u32,
-            x_base,
-            y_base,
-            has_bias: has_bias as u32,
-            k_chunk: k_chunk as u32,
-            split0: split0 as u32,
-            // Channel range and accumulation: forward and backward_input fill them in.
-            ..ConvParams::default()
-        }
-    }
 }
 
 pub use super::conv2d_geometry::ConvParams;

@@ -66,10 +66,42 @@ impl Geometry {
     pub fn out_per_sample(&self) -> usize {
         self.o * self.oh * self.ow
     }
+
+    /// The parameter block of a launch over `batch` samples at these offsets; the channel range
+    /// and accumulation flag stay 0 (the direct forward and input gradient set them).
+    pub fn params(
+        &self,
+        batch: usize,
+        x_base: u32,
+        y_base: u32,
+        has_bias: bool,
+        k_chunk: usize,
+        split0: usize,
+    ) -> ConvParams {
+        ConvParams {
+            batch: batch as u32,
+            c: self.c as u32,
+            h: self.h as u32,
+            w: self.w as u32,
+            o: self.o as u32,
+            kh: self.kh as u32,
+            kw: self.kw as u32,
+            stride: self.stride as u32,
+            pad: self.pad as u32,
+            oh: self.oh as u32,
+            ow: self.ow as u32,
+            x_base,
+            y_base,
+            has_bias: has_bias as u32,
+            k_chunk: k_chunk as u32,
+            split0: split0 as u32,
+            ..ConvParams::default()
+        }
+    }
 }
 
 crate::kernels::kernel_params! {
-    /// `ConvParams` of shaders/common.wgsl, shared by conv2d.wgsl and conv2d_tiled.wgsl.
+    /// `ConvParams` of shaders/common.wgsl, shared by conv2d.wgsl, conv2d_tiled.wgsl and conv2d_unfold.wgsl.
     pub struct ConvParams {
         batch: u32,
         c: u32,

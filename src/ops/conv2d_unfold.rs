@@ -9,7 +9,7 @@
 //! skips, at any stride, the taps the stride skips. Batches are processed in groups of samples
 //! whose unfolded matrix fits `UNFOLD_BUDGET` and one binding.
 
-use super::conv2d_geometry::{ConvParams, Geometry};
+use super::conv2d_geometry::Geometry;
 use super::matmul::{gemm_into, Gemm};
 use super::window;
 use crate::engine::Engine;
@@ -55,26 +55,6 @@ fn groups(engine: &Engine, g: &Geometry) -> Result<impl Iterator<Item = (usize, 
     Ok(super::chunks(g.batch, per))
 }
 
-fn params(g: &Geometry, n: usize, x_base: u32, y_base: u32, has_bias: bool) -> ConvParams {
-    ConvParams {
-        batch: n as u32,
-        c: g.c as u32,
-        h: g.h as u32,
-        w: g.w as u32,
-        o: g.o as u32,
-        kh: g.kh as u32,
-        kw: g.kw as u32,
-        stride: g.stride as u32,
-        pad: g.pad as u32,
-        oh: g.oh as u32,
-        ow: g.ow as u32,
-        x_base,
-        y_base,
-        has_bias: has_bias as u32,
-        ..ConvParams::default()
-    }
-}
-
 /// The NCHW / channel-major copy `name`, four elements per invocation where a plane is whole
 /// vec4s (then every base offset is a multiple of 4 too): (entry point, elements per invocation).
 fn copy_kernel(name: &'static str, g: &Geometry) -> (&'static str, usize) {
@@ -91,7 +71,7 @@ fn unfold(engine: &Engine, g: &Geometry, x: &Tensor, n0: usize, n: usize) -> Res
     let cols = n * g.oh * g.ow;
     let col = Tensor::empty(engine, &[rows * cols], DType::F32)?;
     let (xs, xb) = window(engine, x, n0 * g.in_per_sample(), n * g.in_per_sample());
-    let p = params(g, n, xb, 0, false);
+    let p = g.params(n, xb, 0, false, 0, 0);
     // Four columns per invocation where the rows of col are whole vec4s.
     let (entry, per) = if cols.is_multiple_of(4) {
         ("im2col4", 4)
@@ -113,7 +93,7 @@ fn channel_major(
 ) -> Result<Tensor> {
     let out = Tensor::empty(engine, &[g.o * n * g.oh * g.ow], DType::F32)?;
     let (ys, yb) = window(engine, dy, n0 * g.out_per_sample(), n * g.out_per_sample());
-    let p = params(g, n, 0, yb, false);
+    let p = g.params(n, 0, yb, false, 0, 0);
     let (entry, per) = copy_kernel("to_channel_major", g);
     let grid = grid(n * g.oh * g.ow / per, g.o);
     engine.dispatch(SHADER, entry, &[], &p, &[ys, out.slice()], grid)?;
@@ -147,7 +127,7 @@ pub(super) fn forward_into(
         let (ys, yb) = window(engine, y, n0 * g.out_per_sample(), n * g.out_per_sample());
         // Without a bias the product stands in for the (unread) bias binding.
         let bs = bias.unwrap_or(&prod).slice();
-        let p = params(g, n, 0, yb, bias.is_some());
+        let p = g.params(n, 0, yb, bias.is_some(), 0, 0);
         let (entry, per) = copy_kernel("to_sample_major", g);
         let grid = grid(n * g.oh * g.ow / per, g.o);
         engine.dispatch(SHADER, entry, &[], &p, &[prod.slice(), ys, bs], grid)?;
@@ -201,7 +181,7 @@ pub(super) fn backward(
             };
             gemm_into(engine, gemm, w, &dyc, &dcol, 1.0, 0.0)?;
             let (xs, xb) = window(engine, dx, n0 * g.in_per_sample(), n * g.in_per_sample());
-            let p = params(g, n, xb, 0, false);
+            let p = g.params(n, xb, 0, false, 0, 0);
             // Four pixels per invocation where a plane is whole vec4s.
             let (entry, per) = if (g.h * g.w).is_multiple_of(4) {
                 ("col2im4", 4)
