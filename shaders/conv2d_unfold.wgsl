@@ -127,15 +127,23 @@ fn col2im4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id)
     dst4[(p.x_base + (n * p.c + c) * hw + r) / 4u] = v;
 }
 
+// Element (n, o, r) of the launch in each layout: channel-major [O, batch, OH*OW] (no base) and
+// NCHW [batch, O, OH*OW] at y_base.
+fn channel_major_at(n: u32, o: u32, r: u32) -> u32 {
+    return (o * p.batch + n) * p.oh * p.ow + r;
+}
+
+fn sample_major_at(n: u32, o: u32, r: u32) -> u32 {
+    return p.y_base + (n * p.o + o) * p.oh * p.ow + r;
+}
+
 @compute @workgroup_size(64, 1, 1)
 fn to_channel_major(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     let ohw = p.oh * p.ow;
     let q = gid.x;
     if q >= p.batch * ohw { return; }
     let n = div_small(q, ohw);
-    let r = q - n * ohw;
-    let o = wg.y;
-    dst[(o * p.batch + n) * ohw + r] = src[p.y_base + (n * p.o + o) * ohw + r];
+    dst[channel_major_at(n, wg.y, q - n * ohw)] = src[sample_major_at(n, wg.y, q - n * ohw)];
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -144,22 +152,19 @@ fn to_sample_major(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workg
     let q = gid.x;
     if q >= p.batch * ohw { return; }
     let n = div_small(q, ohw);
-    let r = q - n * ohw;
-    let o = wg.y;
-    var v = src[(o * p.batch + n) * ohw + r];
-    if p.has_bias != 0u { v += bias[o]; }
-    dst[p.y_base + (n * p.o + o) * ohw + r] = v;
+    var v = src[channel_major_at(n, wg.y, q - n * ohw)];
+    if p.has_bias != 0u { v += bias[wg.y]; }
+    dst[sample_major_at(n, wg.y, q - n * ohw)] = v;
 }
 
+// Four elements per invocation: every index is a multiple of 4 (OH*OW % 4 == 0, y_base too).
 @compute @workgroup_size(64, 1, 1)
 fn to_channel_major4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     let ohw = p.oh * p.ow;
     let q = gid.x * 4u;
     if q >= p.batch * ohw { return; }
     let n = div_small(q, ohw);
-    let r = q - n * ohw;
-    let o = wg.y;
-    dst4[((o * p.batch + n) * ohw + r) / 4u] = src4[(p.y_base + (n * p.o + o) * ohw + r) / 4u];
+    dst4[channel_major_at(n, wg.y, q - n * ohw) / 4u] = src4[sample_major_at(n, wg.y, q - n * ohw) / 4u];
 }
 
 @compute @workgroup_size(64, 1, 1)
@@ -168,9 +173,7 @@ fn to_sample_major4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(work
     let q = gid.x * 4u;
     if q >= p.batch * ohw { return; }
     let n = div_small(q, ohw);
-    let r = q - n * ohw;
-    let o = wg.y;
-    var v = src4[((o * p.batch + n) * ohw + r) / 4u];
-    if p.has_bias != 0u { v += vec4<f32>(bias[o]); }
-    dst4[(p.y_base + (n * p.o + o) * ohw + r) / 4u] = v;
+    var v = src4[channel_major_at(n, wg.y, q - n * ohw) / 4u];
+    if p.has_bias != 0u { v += vec4<f32>(bias[wg.y]); }
+    dst4[sample_major_at(n, wg.y, q - n * ohw) / 4u] = v;
 }
