@@ -1,4 +1,6 @@
-//! Linear evaluation: a multinomial logistic regression with an L2 penalty, fitted on the GPU with
+//! Linear evaluation and the kNN monitor on frozen features.
+//!
+//! The linear probe: a multinomial logistic regression with an L2 penalty, fitted on the GPU with
 //! the engine's own kernels (matmul, cross entropy, SGD with momentum) on frozen features.
 //!
 //! Features are centred and whitened with the fit set's statistics (Cholesky factor of the
@@ -36,6 +38,8 @@ impl Default for ProbeConfig {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProbeResult {
     pub accuracy: f64,
+    /// Binomial standard error of `accuracy` over the scored images: sqrt(p (1 - p) / n).
+    pub standard_error: f64,
     pub fit_accuracy: f64,
     pub iterations: usize,
     pub final_loss: f64,
@@ -229,6 +233,66 @@ pub fn linear_probe(
     if !test_y.is_empty() {
         let t = Tensor::from_slice(engine, &tx, &[test_y.len(), d])?;
         result.accuracy = argmax_accuracy(&logits(&t)?, test_y, classes);
+        result.standard_error = standard_error(result.accuracy, test_y.len());
     }
     Ok(result)
+}
+
+/// The binomial standard error of an accuracy `p` measured on `n` images.
+pub fn standard_error(p: f64, n: usize) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    (p * (1.0 - p) / n as f64).sqrt()
+}
+
+/// The kNN monitor of InstDisc and solo-learn: each scored image takes the class of the weighted
+/// votes of its `k` nearest fit images by cosine similarity, weight exp(s / temperature).
+#[derive(Clone, Copy, Debug)]
+pub struct KnnConfig {
+    pub k: usize,
+    pub temperature: f32,
+}
+
+impl Default for KnnConfig {
+    /// k = 200, T = 0.07: the values of Wu et al. (2018) that solo-learn's monitor uses.
+    fn default() -> Self {
+        KnnConfig {
+            k: 200,
+            temperature: 0.07,
+        }
+    }
+}
+
+/// kNN accuracy on (test_x, test_y) with (fit_x, fit_y) as the labeled bank, computed on the GPU
+/// (`ops::knn_classify`), and its standard error. Features are row-major [n, d], raw (the cosine
+/// similarity normalizes them).
+pub fn knn_accuracy(
+    engine: &Engine,
+    d: usize,
+    classes: usize,
+    (fit_x, fit_y): (&[f32], &[u32]),
+    (test_x, test_y): (&[f32], &[u32]),
+    cfg: KnnConfig,
+) -> Result<(f64, f64)> {
+    if d == 0
+        || fit_y.is_empty()
+        || test_y.is_empty()
+        || fit_x.len() != fit_y.len() * d
+        || test_x.len() != test_y.len() * d
+    {
+        return Err(Error::Shape(format!(
+            "kNN accuracy: {} fit and {} test labels do not match features of dimension {d}",
+            fit_y.len(),
+            test_y.len()
+        )));
+    }
+    let _ng = engine.no_grad();
+    let bank = Tensor::from_slice(engine, fit_x, &[fit_y.len(), d])?;
+    let labels = ops::upload_targets(engine, fit_y, classes)?;
+    let queries = Tensor::from_slice(engine, test_x, &[test_y.len(), d])?;
+    let predicted = ops::knn_classify(&queries, &bank, &labels, classes, cfg.k, cfg.temperature)?;
+    let correct = predicted.iter().zip(test_y).filter(|(p, y)| p == y).count();
+    let acc = correct as f64 / test_y.len() as f64;
+    Ok((acc, standard_error(acc, test_y.len())))
 }

@@ -173,6 +173,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("optim", include_str!("../shaders/optim.wgsl")),
     ("augment", include_str!("../shaders/augment.wgsl")),
     ("eigen", include_str!("../shaders/eigen.wgsl")),
+    ("knn", include_str!("../shaders/knn.wgsl")),
 ];
 
 /// A checksum of every shader's source (and the prelude): a tune cache entry measured with other

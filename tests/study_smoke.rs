@@ -38,6 +38,11 @@ fn smoke_study_writes_the_table_and_figures_and_resumes() {
     };
     for v in variants {
         assert!(v["final_accuracy"].as_f64().is_some(), "{}", v["name"]);
+        // The kNN monitor and the probe's standard error come with every evaluation.
+        let knn = v["final_knn_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&knn), "{}: kNN {knn}", v["name"]);
+        let se = v["final_accuracy_se"].as_f64().unwrap();
+        assert!(se > 0.0 && se < 0.1, "{}: standard error {se}", v["name"]);
         // An effective rank lies in [1, min(n, d)]; the smoke embeddings are 64-d.
         let rank = v["final_embedding_rank"].as_f64().unwrap();
         assert!((1.0..=64.0).contains(&rank), "{}: rank {rank}", v["name"]);

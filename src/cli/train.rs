@@ -330,10 +330,11 @@ pub fn run(args: &TrainArgs, dev: &super::Device, given: &[String]) -> Result<()
             last.linear_accuracy
                 .zip(last.random_accuracy.zip(last.chance_accuracy))
                 .map(|(a, (r, c))| format!(
-                    ", linear accuracy {:.2}% (random encoder {:.2}%, chance {:.2}%)",
+                    ", linear accuracy {:.2}% (random encoder {:.2}%, chance {:.2}%), kNN accuracy {:.2}%",
                     a * 100.0,
                     r * 100.0,
-                    c * 100.0
+                    c * 100.0,
+                    last.knn_accuracy.unwrap_or(f64::NAN) * 100.0
                 ))
                 .unwrap_or_default(),
             out.join("metrics.jsonl").display()
@@ -391,12 +392,15 @@ pub fn eval(args: &EvalArgs, dev: &super::Device) -> Result<()> {
     let e = train::embed::evaluate(&engine, &model, &cfg)?;
     let r = &e.probe;
     println!(
-        "linear accuracy {:.2}% ({} protocol, fit accuracy {:.2}%, {} iterations, final loss {:.4}); embedding effective rank {:.1}",
+        "linear accuracy {:.2} ± {:.2}% ({} protocol, fit accuracy {:.2}%, {} iterations, final loss {:.4}); kNN accuracy {:.2} ± {:.2}% (k 200, cosine, T 0.07); embedding effective rank {:.1}",
         r.accuracy * 100.0,
+        r.standard_error * 100.0,
         cfg.eval_protocol,
         r.fit_accuracy * 100.0,
         r.iterations,
         r.final_loss,
+        e.knn_accuracy * 100.0,
+        e.knn_standard_error * 100.0,
         e.embedding_rank
     );
     Ok(())

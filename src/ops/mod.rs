@@ -13,6 +13,7 @@ pub mod eigen;
 pub mod elementwise;
 pub mod group_norm;
 pub mod info_nce;
+pub mod knn;
 pub mod l2_normalize;
 pub mod layer_norm;
 pub mod matmul;
@@ -32,6 +33,7 @@ pub use eigen::{effective_rank, symmetric_eigenvalues};
 pub use elementwise::{add, add_relu, mul, relu, scale, sub};
 pub use group_norm::group_norm;
 pub use info_nce::{info_nce, queue_push};
+pub use knn::{knn_classify, knn_votes};
 pub use l2_normalize::l2_normalize;
 pub use layer_norm::layer_norm;
 pub use matmul::{matmul, matmul_nt, matmul_tn};
@@ -67,6 +69,7 @@ pub const KERNEL_ABI: &[KernelAbi] = &[
     KernelAbi::of::<matmul::GemmParams>("matmul_tiled", false),
     KernelAbi::of::<matmul::GemmParams>("matmul_vec4", false),
     KernelAbi::of::<eigen::EigenParams>("eigen", false),
+    KernelAbi::of::<knn::KnnParams>("knn", false),
 ];
 use crate::error::{Error, Result};
 use crate::tape;

@@ -146,6 +146,10 @@ pub struct VariantResult {
     pub metrics: Vec<Value>,
     /// Linear accuracy in [0, 1] after the last epoch (or of the untrained encoder).
     pub final_accuracy: Option<f64>,
+    /// Binomial standard error of `final_accuracy` over the scored images.
+    pub final_accuracy_se: Option<f64>,
+    /// kNN accuracy (k 200, cosine, T 0.07) of the same evaluation, in [0, 1].
+    pub final_knn_accuracy: Option<f64>,
     pub final_cos_pos: Option<f64>,
     pub final_cos_neg: Option<f64>,
     pub final_output_std: Option<f64>,
@@ -346,6 +350,8 @@ fn finished(v: &Variant, cfg: &TrainConfig, dir: &Path) -> Result<VariantResult>
     };
     Ok(VariantResult {
         final_accuracy,
+        final_accuracy_se: last_of("linear_accuracy_se"),
+        final_knn_accuracy: last_of("knn_accuracy"),
         final_cos_pos: field("cos_pos"),
         final_cos_neg: field("cos_neg"),
         final_output_std: field("output_std"),
@@ -371,9 +377,13 @@ fn run_random(
     if let Ok(text) = std::fs::read_to_string(&path) {
         if let Ok(saved) = serde_json::from_str::<Value>(&text) {
             if saved.get("config") == Some(&key) {
-                if let Some(acc) = saved.get("accuracy").and_then(Value::as_f64) {
+                let knn = saved.get("knn_accuracy").and_then(Value::as_f64);
+                // A result saved before the kNN monitor existed is computed again.
+                if let (Some(acc), Some(_)) = (saved.get("accuracy").and_then(Value::as_f64), knn) {
                     return Ok(VariantResult {
                         final_accuracy: Some(acc),
+                        final_accuracy_se: saved.get("accuracy_se").and_then(Value::as_f64),
+                        final_knn_accuracy: knn,
                         final_embedding_rank: saved.get("embedding_rank").and_then(Value::as_f64),
                         ..describe(v, cfg)
                     });
@@ -385,11 +395,15 @@ fn run_random(
     let saved = serde_json::json!({
         "config": key,
         "accuracy": r.probe.accuracy,
+        "accuracy_se": r.probe.standard_error,
+        "knn_accuracy": r.knn_accuracy,
         "embedding_rank": r.embedding_rank,
     });
     write(&path, &saved.to_string())?;
     Ok(VariantResult {
         final_accuracy: Some(r.probe.accuracy),
+        final_accuracy_se: Some(r.probe.standard_error),
+        final_knn_accuracy: Some(r.knn_accuracy),
         final_embedding_rank: Some(r.embedding_rank),
         ran_now: true,
         ..describe(v, cfg)
@@ -415,6 +429,8 @@ fn describe(v: &Variant, cfg: &TrainConfig) -> VariantResult {
         },
         metrics: Vec::new(),
         final_accuracy: None,
+        final_accuracy_se: None,
+        final_knn_accuracy: None,
         final_cos_pos: None,
         final_cos_neg: None,
         final_output_std: None,
@@ -471,9 +487,9 @@ pub fn table(s: &StudyResults) -> String {
     );
     t.push_str(
         "| Name | Encoder Norm | Projection MLP Norm | Prediction MLP Norm | Loss Function | \
-         Contrastive | Optimizer | Accuracy (%) | Seed's accuracy (%) | cos+ / cos- | \
-         Output std (1/√d) | Effective rank: output / embedding |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         Contrastive | Optimizer | Accuracy (%) | kNN accuracy (%) | Seed's accuracy (%) | \
+         cos+ / cos- | Output std (1/√d) | Effective rank: output / embedding |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     let num = |v: Option<f64>, digits: usize| {
         v.map(|v| format!("{v:.digits$}"))
@@ -489,7 +505,7 @@ pub fn table(s: &StudyResults) -> String {
             _ => "-".into(),
         };
         t.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |\n",
             match &r.diverged {
                 Some(_) => format!("{} (diverged)", r.name),
                 None => r.name.clone(),
@@ -500,7 +516,11 @@ pub fn table(s: &StudyResults) -> String {
             r.loss,
             r.contrastive,
             r.optimizer,
-            pct(r.final_accuracy),
+            match r.final_accuracy_se {
+                Some(se) => format!("{} ± {:.1}", pct(r.final_accuracy), se * 100.0),
+                None => pct(r.final_accuracy),
+            },
+            pct(r.final_knn_accuracy),
             num(r.seed_accuracy, 1),
             cos,
             std,

@@ -7,7 +7,7 @@ use crate::data::loader::{Loader, LoaderOptions};
 use crate::data::{self, ImageSet, Split};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::eval::{linear_probe, ProbeConfig, ProbeResult};
+use crate::eval::{knn_accuracy, linear_probe, KnnConfig, ProbeConfig, ProbeResult};
 use crate::ssl::{centered_effective_rank, SslModel};
 use crate::tensor::Tensor;
 use std::sync::Arc;
@@ -83,6 +83,10 @@ pub fn embeddings_of(
 #[derive(Clone, Debug)]
 pub struct Evaluation {
     pub probe: ProbeResult,
+    /// kNN accuracy (k = 200, cosine, T = 0.07) with the probe's fit images as the bank, scored
+    /// on its test images, and its standard error.
+    pub knn_accuracy: f64,
+    pub knn_standard_error: f64,
     /// Effective rank of the centered embeddings of the evaluation images (RankMe on the
     /// covariance spectrum, see `ssl::centered_effective_rank`), computed on the GPU.
     pub embedding_rank: f64,
@@ -230,28 +234,35 @@ pub fn evaluate(engine: &Engine, model: &SslModel, cfg: &TrainConfig) -> Result<
             cfg.dataset
         )));
     }
-    let probe = ProbeConfig::default();
     let batch = cfg.batch_size.max(64);
     if cfg.eval_protocol == super::config::EvalProtocol::TrainTest {
         let train: Arc<dyn ImageSet> = Arc::from(data::open(&cfg.dataset, Split::Train)?);
         let (fx, fy) = embeddings(engine, model, train, cfg.image_size, batch, cfg.eval_images)?;
         let (tx, ty) = embeddings(engine, model, test, cfg.image_size, batch, cfg.eval_images)?;
-        return Ok(Evaluation {
-            probe: linear_probe(engine, d, classes, (&fx, &fy), (&tx, &ty), probe)?,
-            embedding_rank: embedding_rank(engine, &tx, d)?,
-        });
+        return evaluation(engine, d, classes, (&fx, &fy), (&tx, &ty), &tx);
     }
     let (x, y) = embeddings(engine, model, test, cfg.image_size, batch, cfg.eval_images)?;
     let half = y.len() / 2;
+    let fit = (&x[..half * d], &y[..half]);
+    let score = (&x[half * d..], &y[half..]);
+    evaluation(engine, d, classes, fit, score, &x)
+}
+
+/// The probe, the kNN monitor on the same images, and the rank of `ranked` embeddings.
+fn evaluation(
+    engine: &Engine,
+    d: usize,
+    classes: usize,
+    fit: (&[f32], &[u32]),
+    score: (&[f32], &[u32]),
+    ranked: &[f32],
+) -> Result<Evaluation> {
+    let (knn_accuracy, knn_standard_error) =
+        knn_accuracy(engine, d, classes, fit, score, KnnConfig::default())?;
     Ok(Evaluation {
-        probe: linear_probe(
-            engine,
-            d,
-            classes,
-            (&x[..half * d], &y[..half]),
-            (&x[half * d..], &y[half..]),
-            probe,
-        )?,
-        embedding_rank: embedding_rank(engine, &x, d)?,
+        probe: linear_probe(engine, d, classes, fit, score, ProbeConfig::default())?,
+        knn_accuracy,
+        knn_standard_error,
+        embedding_rank: embedding_rank(engine, ranked, d)?,
     })
 }

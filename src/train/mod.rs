@@ -44,6 +44,12 @@ pub struct EpochMetrics {
     /// Effective rank of the last batch's normalized projections.
     pub output_rank: f64,
     pub linear_accuracy: Option<f64>,
+    /// Binomial standard error of `linear_accuracy` over the scored images.
+    pub linear_accuracy_se: Option<f64>,
+    /// kNN accuracy (k 200, cosine, T 0.07; the probe's fit images as the bank) and its standard
+    /// error (eval epochs).
+    pub knn_accuracy: Option<f64>,
+    pub knn_accuracy_se: Option<f64>,
     /// Effective rank of the encoder's embeddings of the evaluation images (eval epochs).
     pub embedding_rank: Option<f64>,
     /// The same probe on the run's untrained initialization, and chance (eval epochs).
@@ -292,6 +298,9 @@ pub fn train_with(
             output_std_reference: d.output_std_reference,
             output_rank: d.output_rank,
             linear_accuracy: evaluation.as_ref().map(|e| e.probe.accuracy),
+            linear_accuracy_se: evaluation.as_ref().map(|e| e.probe.standard_error),
+            knn_accuracy: evaluation.as_ref().map(|e| e.knn_accuracy),
+            knn_accuracy_se: evaluation.as_ref().map(|e| e.knn_standard_error),
             embedding_rank: evaluation.as_ref().map(|e| e.embedding_rank),
             random_accuracy: baseline.map(|b| b.random_accuracy),
             chance_accuracy: baseline.map(|b| b.chance_accuracy),
@@ -310,7 +319,7 @@ pub fn train_with(
                 m.output_std,
                 m.output_std_reference,
                 m.output_rank,
-                evaluation.as_ref().zip(baseline).map(|(e, b)| format!("  linear acc {:.2}% (random encoder {:.2}%, chance {:.2}%)  embedding rank {:.1}", e.probe.accuracy * 100.0, b.random_accuracy * 100.0, b.chance_accuracy * 100.0, e.embedding_rank)).unwrap_or_default(),
+                evaluation.as_ref().zip(baseline).map(|(e, b)| format!("  linear acc {:.2} ± {:.2}% (random encoder {:.2}%, chance {:.2}%)  kNN acc {:.2}%  embedding rank {:.1}", e.probe.accuracy * 100.0, e.probe.standard_error * 100.0, b.random_accuracy * 100.0, b.chance_accuracy * 100.0, e.knn_accuracy * 100.0, e.embedding_rank)).unwrap_or_default(),
                 m.images_per_sec
             );
             if m.collapsed {
