@@ -20,6 +20,7 @@ fn smoke_study_writes_the_table_and_figures_and_resumes() {
         epochs: None,
         variants: None,
         overrides: vec![],
+        seeds: 1,
         progress: false,
     };
     let t0 = Instant::now();
@@ -156,6 +157,7 @@ fn a_diverging_variant_is_reported_and_the_study_goes_on() {
         epochs: Some(1),
         variants: Some(vec!["no-norm".into(), "random".into()]),
         overrides: vec!["lr=1e30".into(), "lr_scale=false".into()],
+        seeds: 1,
         progress: false,
     };
     let s = run_study(&e, &opts).unwrap();
@@ -169,4 +171,101 @@ fn a_diverging_variant_is_reported_and_the_study_goes_on() {
     assert!(again.variants.iter().all(|v| !v.ran_now));
     assert!(again.variants[0].diverged.is_some());
     std::fs::remove_dir_all(&out).ok();
+}
+
+/// `--seeds 2` trains every variant under seeds 0 and 1; its seed-1 rows are exactly those of a
+/// one-seed study run with `--set seed=1`, and the summary pairs them.
+#[test]
+fn a_seed_paired_study_reproduces_each_single_seed_study() {
+    let e = common::engine();
+    let dir = |name: &str| {
+        let d = std::env::temp_dir().join(format!("byol-test-seeds-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    };
+    let opts = |out: std::path::PathBuf, seeds: usize, overrides: Vec<String>| StudyOptions {
+        preset: Preset::Smoke,
+        dataset: None,
+        out,
+        epochs: Some(1),
+        variants: Some(vec!["byol".into(), "no-norm".into(), "random".into()]),
+        overrides,
+        seeds,
+        progress: false,
+    };
+    let (two, one) = (dir("two"), dir("one"));
+    let paired = run_study(&e, &opts(two.clone(), 2, vec![])).unwrap();
+    let single = run_study(&e, &opts(one.clone(), 1, vec!["seed=1".into()])).unwrap();
+    assert_eq!(paired.seeds, [0, 1]);
+    assert_eq!(paired.later_seeds.len(), 1);
+    for (a, b) in paired.later_seeds[0].iter().zip(&single.variants) {
+        assert_eq!((a.seed, b.seed), (1, 1));
+        assert_eq!(
+            untimed(&a.metrics),
+            untimed(&b.metrics),
+            "{}: seed 1 differs from the one-seed run",
+            a.name
+        );
+        assert_eq!(a.final_accuracy, b.final_accuracy, "{}", a.name);
+        assert_eq!(a.final_knn_accuracy, b.final_knn_accuracy, "{}", a.name);
+    }
+    // Seed 0 is not seed 1: the seed reaches initialization and data.
+    assert_ne!(
+        untimed(&paired.variants[0].metrics),
+        untimed(&paired.later_seeds[0][0].metrics)
+    );
+    let byol = &paired.summary[0];
+    assert_eq!(byol.seeds, 2);
+    let acc = byol.accuracy.as_ref().unwrap();
+    assert_eq!(
+        acc.values,
+        [
+            paired.variants[0].final_accuracy.unwrap(),
+            paired.later_seeds[0][0].final_accuracy.unwrap()
+        ]
+    );
+    let vs_random = byol.accuracy_vs_random.as_ref().unwrap();
+    let want = (acc.values[0] - paired.variants[2].final_accuracy.unwrap() + acc.values[1]
+        - paired.later_seeds[0][2].final_accuracy.unwrap())
+        / 2.0;
+    assert!((vs_random.mean - want).abs() < 1e-12);
+    assert!(byol.accuracy_vs_byol.is_none() && paired.summary[2].accuracy_vs_random.is_none());
+    let table = std::fs::read_to_string(two.join("table.md")).unwrap();
+    assert!(table.contains("Across 2 seeds (0, 1)"), "{table}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(two.join("results.json")).unwrap()).unwrap();
+    assert_eq!(
+        json["summary"][0]["accuracy"]["values"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // A second invocation finds every seed's runs done.
+    let again = run_study(&e, &opts(two.clone(), 2, vec![])).unwrap();
+    assert!(again
+        .variants
+        .iter()
+        .chain(&again.later_seeds[0])
+        .all(|v| !v.ran_now));
+    let zero = run_study(&e, &opts(dir("zero"), 0, vec![]));
+    assert!(zero.unwrap_err().to_string().contains("--seeds"));
+    for d in [two, one] {
+        std::fs::remove_dir_all(d).ok();
+    }
+}
+
+/// Metrics lines without their wall-clock fields.
+fn untimed(metrics: &[serde_json::Value]) -> Vec<serde_json::Value> {
+    metrics
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            if let Some(o) = m.as_object_mut() {
+                o.remove("seconds");
+                o.remove("images_per_sec");
+            }
+            m
+        })
+        .collect()
 }

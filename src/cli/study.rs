@@ -30,6 +30,12 @@ pub struct StudyArgs {
     /// (repeatable; every variant derives from the changed config).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// Train every variant under this many seeds: the config's seed, seed + 1, ... (one seed
+    /// changes initialization, data order and augmentations alike for every variant, so rows are
+    /// paired). table.md and results.json then give means, sds, every seed's value and paired
+    /// differences to Random and BYOL with 95% intervals.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: usize,
     /// No progress output.
     #[arg(long)]
     pub quiet: bool,
@@ -44,6 +50,7 @@ pub fn run(args: &StudyArgs, dev: &super::Device) -> Result<()> {
         epochs: args.epochs,
         variants: args.variants.clone(),
         overrides: args.overrides.clone(),
+        seeds: args.seeds,
         progress: !args.quiet,
     };
     if !args.quiet {

@@ -4,6 +4,8 @@
 //! Each variant runs in its own directory under `OUT/runs/`, so an interrupted study resumes.
 
 pub mod plot;
+pub mod stats;
+pub mod summary;
 pub mod variants;
 
 pub use variants::{select, variants, Group, Variant};
@@ -126,6 +128,9 @@ pub struct StudyOptions {
     pub variants: Option<Vec<String>>,
     /// `key=value` overrides of the preset's config (any field of `config.json`).
     pub overrides: Vec<String>,
+    /// Seeds every variant trains under: the config's seed, seed + 1, ... (rows of one seed are
+    /// paired: same initialization, data order and augmentations).
+    pub seeds: usize,
     pub progress: bool,
 }
 
@@ -133,6 +138,8 @@ pub struct StudyOptions {
 #[derive(Serialize, Clone, Debug)]
 pub struct VariantResult {
     pub slug: String,
+    /// The config seed this run trained with.
+    pub seed: u64,
     pub name: String,
     pub group: String,
     pub encoder_norm: String,
@@ -179,7 +186,13 @@ pub struct StudyResults {
     pub wall_seconds: f64,
     /// Seconds of training summed over every variant's epochs (across invocations).
     pub train_seconds: f64,
+    /// The seeds of the study, in order; `variants` holds the first one's runs.
+    pub seeds: Vec<u64>,
     pub variants: Vec<VariantResult>,
+    /// The runs of every further seed, in `seeds` order, each in `variants`' order.
+    pub later_seeds: Vec<Vec<VariantResult>>,
+    /// Per variant, across all seeds: spreads and paired differences to Random and BYOL.
+    pub summary: Vec<summary::VariantSummary>,
 }
 
 /// Written into a variant's directory when its training diverged.
@@ -204,51 +217,34 @@ pub fn run_study(engine: &Engine, opts: &StudyOptions) -> Result<StudyResults> {
     let base = apply_overrides(base, &opts.overrides)?;
     base.validate()?;
     let chosen = select(opts.variants.as_deref())?;
-    let runs = opts.out.join("runs");
-    let mut results = Vec::new();
-    for v in &chosen {
-        let cfg = v.config(&base, opts.preset);
-        let dir = runs.join(v.slug);
-        if opts.progress {
-            eprintln!("== {} ({})", v.name, dir.display());
-        }
-        cfg.validate()
-            .map_err(|e| Error::Invalid(format!("variant {}: {e}", v.slug)))?;
-        let r = match v.method {
-            // A variant that diverges is a result (the table says so), not the end of the study.
-            // Its note keeps a rerun of the study from training it into the same NaN again.
-            Some(_) => match std::fs::read_to_string(dir.join(DIVERGED_NOTE)) {
-                Ok(m) => VariantResult {
-                    diverged: Some(m),
-                    ..finished(v, &cfg, &dir)?
-                },
-                Err(_) => match run_trained(engine, v, &cfg, &dir, opts.progress) {
-                    Err(Error::Diverged(m)) => {
-                        eprintln!("{}: {m}", v.name);
-                        write(&dir.join(DIVERGED_NOTE), &m)?;
-                        VariantResult {
-                            diverged: Some(m),
-                            ran_now: true,
-                            ..finished(v, &cfg, &dir)?
-                        }
-                    }
-                    r => r?,
-                },
-            },
-            None => run_random(engine, v, &cfg, &dir)?,
-        };
-        if opts.progress {
-            eprintln!(
-                "{}: linear accuracy {}{}",
-                v.name,
-                pct(r.final_accuracy),
-                if r.ran_now { "" } else { " (already done)" }
-            );
-        }
-        results.push(r);
+    if opts.seeds == 0 {
+        return Err(Error::Invalid("--seeds must be at least 1".into()));
     }
+    let seeds: Vec<u64> = (0..opts.seeds as u64)
+        .map(|s| base.seed.checked_add(s))
+        .collect::<Option<_>>()
+        .ok_or_else(|| Error::Invalid(format!("seed {} + {} overflows", base.seed, opts.seeds)))?;
+    let runs = opts.out.join("runs");
+    let mut by_seed = Vec::new();
+    for (s, &seed) in seeds.iter().enumerate() {
+        let base = TrainConfig {
+            seed,
+            ..base.clone()
+        };
+        let mut results = Vec::new();
+        for v in &chosen {
+            let dir = variant_dir(&runs, v.slug, s, seed);
+            let r = run_variant(engine, v, &base, opts, &dir)?;
+            results.push(r);
+        }
+        by_seed.push(results);
+    }
+    let mut by_seed = by_seed.into_iter();
+    let results = by_seed.next().unwrap_or_default();
+    let later_seeds: Vec<Vec<VariantResult>> = by_seed.collect();
     let train_seconds = results
         .iter()
+        .chain(later_seeds.iter().flatten())
         .flat_map(|r| r.metrics.iter())
         .filter_map(|m| m.get("seconds").and_then(Value::as_f64))
         .sum();
@@ -262,10 +258,71 @@ pub fn run_study(engine: &Engine, opts: &StudyOptions) -> Result<StudyResults> {
             .unwrap_or(0),
         wall_seconds: t0.elapsed().as_secs_f64(),
         train_seconds,
+        summary: summary::summarize(&results, &later_seeds),
+        seeds,
         variants: results,
+        later_seeds,
     };
     write_outputs(&opts.out, &study)?;
     Ok(study)
+}
+
+/// Where a variant's run lives: `runs/SLUG` for the study's first seed (so a one-seed study is the
+/// same as before seeds existed), `runs/SLUG.seedN` for the others.
+fn variant_dir(runs: &Path, slug: &str, seed_index: usize, seed: u64) -> PathBuf {
+    if seed_index == 0 {
+        runs.join(slug)
+    } else {
+        runs.join(format!("{slug}.seed{seed}"))
+    }
+}
+
+/// Trains (or finds done, or evaluates untrained) one variant under `base`'s seed.
+fn run_variant(
+    engine: &Engine,
+    v: &Variant,
+    base: &TrainConfig,
+    opts: &StudyOptions,
+    dir: &Path,
+) -> Result<VariantResult> {
+    let cfg = v.config(base, opts.preset);
+    if opts.progress {
+        eprintln!("== {}, seed {} ({})", v.name, cfg.seed, dir.display());
+    }
+    cfg.validate()
+        .map_err(|e| Error::Invalid(format!("variant {}: {e}", v.slug)))?;
+    let r = match v.method {
+        // A variant that diverges is a result (the table says so), not the end of the study.
+        // Its note keeps a rerun of the study from training it into the same NaN again.
+        Some(_) => match std::fs::read_to_string(dir.join(DIVERGED_NOTE)) {
+            Ok(m) => VariantResult {
+                diverged: Some(m),
+                ..finished(v, &cfg, dir)?
+            },
+            Err(_) => match run_trained(engine, v, &cfg, dir, opts.progress) {
+                Err(Error::Diverged(m)) => {
+                    eprintln!("{}: {m}", v.name);
+                    write(&dir.join(DIVERGED_NOTE), &m)?;
+                    VariantResult {
+                        diverged: Some(m),
+                        ran_now: true,
+                        ..finished(v, &cfg, dir)?
+                    }
+                }
+                r => r?,
+            },
+        },
+        None => run_random(engine, v, &cfg, dir)?,
+    };
+    if opts.progress {
+        eprintln!(
+            "{}: linear accuracy {}{}",
+            v.name,
+            pct(r.final_accuracy),
+            if r.ran_now { "" } else { " (already done)" }
+        );
+    }
+    Ok(r)
 }
 
 /// Applies `key=value` overrides to a config through its JSON form, so every field of
@@ -415,6 +472,7 @@ fn describe(v: &Variant, cfg: &TrainConfig) -> VariantResult {
     let norm = |n: NormKind| if trained { n.to_string() } else { "-".into() };
     VariantResult {
         slug: v.slug.into(),
+        seed: cfg.seed,
         name: v.name.into(),
         group: v.group.name().into(),
         encoder_norm: cfg.encoder_norm.to_string(),
@@ -527,6 +585,10 @@ pub fn table(s: &StudyResults) -> String {
             num(r.final_output_rank, 1),
             num(r.final_embedding_rank, 1),
         ));
+    }
+    if s.seeds.len() > 1 {
+        t.push_str(&format!("\nThe rows above are seed {}'s.\n\n", s.seeds[0]));
+        t.push_str(&summary::seeds_table(&s.summary, &s.seeds));
     }
     t
 }

@@ -250,26 +250,82 @@ struct LineSpec<'a> {
     bounds: (f64, f64),
 }
 
-/// One line per variant over epochs.
+/// Variant `i`'s runs, one per seed of the study.
+fn runs_of(s: &StudyResults, i: usize) -> Vec<&VariantResult> {
+    std::iter::once(&s.variants[i])
+        .chain(s.later_seeds.iter().filter_map(|seed| seed.get(i)))
+        .collect()
+}
+
+/// Mean and sample sd (0 for one value) of `v`; None when empty.
+fn mean_sd(v: &[f64]) -> Option<(f64, f64)> {
+    super::stats::Spread::of(v).map(|s| (s.mean, s.sd))
+}
+
+/// `color` mixed with white: the shade of a variant's mean ± sd band.
+fn tint(color: Rgb<u8>) -> Rgb<u8> {
+    Rgb(color.0.map(|v| (255.0 - (255.0 - v as f64) * 0.25) as u8))
+}
+
+/// Per epoch: the mean over seeds of a variant's value and its sd.
+fn seed_series(
+    runs: &[&VariantResult],
+    value: &dyn Fn(&Value) -> Option<f64>,
+) -> Vec<(f64, f64, f64)> {
+    let mut by_epoch: Vec<(f64, Vec<f64>)> = Vec::new();
+    for r in runs {
+        for m in &r.metrics {
+            let (Some(e), Some(v)) = (m.get("epoch").and_then(Value::as_f64), value(m)) else {
+                continue;
+            };
+            if !v.is_finite() {
+                continue;
+            }
+            match by_epoch.iter_mut().find(|(x, _)| *x == e) {
+                Some((_, vs)) => vs.push(v),
+                None => by_epoch.push((e, vec![v])),
+            }
+        }
+    }
+    by_epoch.sort_by(|a, b| a.0.total_cmp(&b.0));
+    by_epoch
+        .into_iter()
+        .filter_map(|(e, vs)| mean_sd(&vs).map(|(m, sd)| (e, m, sd)))
+        .collect()
+}
+
+/// One line per variant over epochs: with several seeds, the mean over seeds inside a shaded
+/// mean ± sd band.
 fn line_figure(s: &StudyResults, spec: &LineSpec) -> Canvas {
     let mut c = Canvas::new(1000, 560);
-    let series: Vec<Vec<(f64, f64)>> = s
-        .variants
+    let bands: Vec<Vec<(f64, f64, f64)>> = (0..s.variants.len())
+        .map(|i| seed_series(&runs_of(s, i), spec.value))
+        .collect();
+    let series: Vec<Vec<(f64, f64)>> = bands
         .iter()
-        .map(|r| {
-            r.metrics
+        .map(|b| b.iter().map(|&(e, m, _)| (e, m)).collect())
+        .collect();
+    // Untrained variants: the mean and sd of their one value over seeds.
+    let flats: Vec<Option<(f64, f64)>> = (0..s.variants.len())
+        .map(|i| {
+            let v: Vec<f64> = runs_of(s, i)
                 .iter()
-                .filter_map(|m| Some((m.get("epoch")?.as_f64()?, (spec.value)(m)?)))
-                .filter(|p| p.1.is_finite())
-                .collect()
+                .filter_map(|r| (spec.flat)(r))
+                .collect();
+            mean_sd(&v)
         })
         .collect();
-    let mut ys: Vec<f64> = series.iter().flat_map(|p| p.iter().map(|q| q.1)).collect();
+    let mut ys: Vec<f64> = bands
+        .iter()
+        .flat_map(|p| p.iter().flat_map(|q| [q.1 - q.2, q.1 + q.2]))
+        .collect();
     ys.extend(
         s.variants
             .iter()
-            .filter(|r| r.metrics.is_empty())
-            .filter_map(|r| (spec.flat)(r)),
+            .zip(&flats)
+            .filter(|(r, _)| r.metrics.is_empty())
+            .filter_map(|(_, f)| f.map(|(m, sd)| [m - sd, m + sd]))
+            .flatten(),
     );
     ys.extend(spec.reference.map(|r| r.0));
     let (mut lo, mut hi) = ys
@@ -317,6 +373,38 @@ fn line_figure(s: &StudyResults, spec: &LineSpec) -> Canvas {
     );
     let ax_px_per_epoch =
         ((ax.px(epochs) - ax.px(ax.x.0)) as f64 / (epochs - ax.x.0).max(1.0)).max(1.0);
+    // Bands first, so every line stays on top of every band.
+    for (i, r) in s.variants.iter().enumerate() {
+        let shade = tint(PALETTE[i % PALETTE.len()]);
+        if r.metrics.is_empty() {
+            if let Some((m, sd)) = flats[i].filter(|f| f.1 > 0.0) {
+                c.rect(ax.left, ax.py(m + sd), ax.right, ax.py(m - sd), shade);
+            }
+            continue;
+        }
+        for w in bands[i].windows(2) {
+            let (x0, x1) = (ax.px(w[0].0), ax.px(w[1].0));
+            for x in x0..=x1 {
+                let t = if x1 > x0 {
+                    (x - x0) as f64 / (x1 - x0) as f64
+                } else {
+                    0.0
+                };
+                let m = w[0].1 + t * (w[1].1 - w[0].1);
+                let sd = w[0].2 + t * (w[1].2 - w[0].2);
+                c.rect(x, ax.py(m + sd), x, ax.py(m - sd), shade);
+            }
+        }
+        if let [(e, m, sd)] = bands[i][..] {
+            c.rect(
+                ax.px(e) - 3,
+                ax.py(m + sd),
+                ax.px(e) + 3,
+                ax.py(m - sd),
+                shade,
+            );
+        }
+    }
     let mut legend = 0i64;
     for (i, r) in s.variants.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
@@ -326,7 +414,7 @@ fn line_figure(s: &StudyResults, spec: &LineSpec) -> Canvas {
         let pts: Vec<(f64, f64)> = series[i].iter().map(|&(x, y)| (x + shift, y)).collect();
         let pts = &pts;
         let dash = if r.metrics.is_empty() {
-            let Some(v) = (spec.flat)(r) else { continue };
+            let Some((v, _)) = flats[i] else { continue };
             let y = ax.py(v);
             c.line((ax.left, y), (ax.right, y), 2, color, 8);
             6
@@ -401,10 +489,14 @@ fn field(m: &Value, key: &str) -> Option<f64> {
 /// "Random" baseline is a dashed horizontal line, and chance (100 / classes) a dotted black one.
 pub fn accuracy_figure(s: &StudyResults) -> Canvas {
     let chance = (s.classes > 0).then(|| (100.0 / s.classes as f64, "CHANCE"));
+    let title = match s.seeds.len() {
+        0 | 1 => "LINEAR ACCURACY PER EPOCH".to_string(),
+        n => format!("LINEAR ACCURACY PER EPOCH: MEAN AND SD OF {n} SEEDS"),
+    };
     line_figure(
         s,
         &LineSpec {
-            title: "LINEAR ACCURACY PER EPOCH",
+            title: &title,
             y_name: "ACCURACY %",
             value: &|m| Some(field(m, "linear_accuracy")? * 100.0),
             flat: &|r| Some(r.final_accuracy? * 100.0),
@@ -447,13 +539,19 @@ pub fn rank_figure(s: &StudyResults) -> Canvas {
     )
 }
 
+/// A variant's name, then mean and sd over seeds of cos+ and of cos-.
+type CosineBars<'a> = (&'a str, (f64, f64), (f64, f64));
+
 /// The seed's second figure: per trained variant, the last epoch's mean cosine of positive pairs
 /// (blue) and of negatives (red).
 pub fn cosine_figure(s: &StudyResults) -> Canvas {
-    let rows: Vec<_> = s
-        .variants
-        .iter()
-        .filter_map(|r| Some((r.name.as_str(), r.final_cos_pos?, r.final_cos_neg?)))
+    let rows: Vec<CosineBars> = (0..s.variants.len())
+        .filter_map(|i| {
+            let runs = runs_of(s, i);
+            let pos: Vec<f64> = runs.iter().filter_map(|r| r.final_cos_pos).collect();
+            let neg: Vec<f64> = runs.iter().filter_map(|r| r.final_cos_neg).collect();
+            Some((s.variants[i].name.as_str(), mean_sd(&pos)?, mean_sd(&neg)?))
+        })
         .collect();
     // Wide enough for the longest word of a name ("NORMALIZATION" at 2x is 154 pixels).
     let group = 180i64;
@@ -461,7 +559,7 @@ pub fn cosine_figure(s: &StudyResults) -> Canvas {
     let mut c = Canvas::new(width as u32, 560);
     let lo = rows
         .iter()
-        .map(|r| r.1.min(r.2))
+        .map(|r| (r.1 .0 - r.1 .1).min(r.2 .0 - r.2 .1))
         .fold(0.0f64, f64::min)
         .max(-1.0);
     let lo = (lo / 0.2).floor() * 0.2;
@@ -474,18 +572,24 @@ pub fn cosine_figure(s: &StudyResults) -> Canvas {
         y: (lo, 1.0),
     };
     let y_ticks = ticks(lo, 1.0, 0.2, 1);
-    ax.frame(
-        &mut c,
-        &y_ticks,
-        "COSINE OF POSITIVES AND NEGATIVES (LAST EPOCH)",
-        "COSINE",
-    );
+    let title = match s.seeds.len() {
+        0 | 1 => "COSINE OF POSITIVES AND NEGATIVES (LAST EPOCH)".to_string(),
+        n => format!("COSINES, LAST EPOCH (MEAN, SD OF {n} SEEDS)"),
+    };
+    ax.frame(&mut c, &y_ticks, &title, "COSINE");
     let zero = ax.py(0.0);
     for (i, (name, pos, neg)) in rows.iter().enumerate() {
         let x0 = ax.left + 20 + i as i64 * group;
-        for (j, (v, color)) in [(*pos, BLUE), (*neg, RED)].into_iter().enumerate() {
+        for (j, ((v, sd), color)) in [(*pos, BLUE), (*neg, RED)].into_iter().enumerate() {
             let bx = x0 + j as i64 * 50;
             c.rect(bx, ax.py(v), bx + 44, zero, color);
+            // Whiskers: mean ± sd over seeds.
+            if sd > 0.0 {
+                let (top, bottom) = (ax.py((v + sd).min(1.0)), ax.py(v - sd));
+                c.line((bx + 22, top), (bx + 22, bottom), 2, BLACK, 0);
+                c.line((bx + 14, top), (bx + 30, top), 2, BLACK, 0);
+                c.line((bx + 14, bottom), (bx + 30, bottom), 2, BLACK, 0);
+            }
         }
         // The name under its bars, split into lines that fit the group.
         let mut y = ax.bottom + 12;
