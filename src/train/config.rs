@@ -135,7 +135,7 @@ impl Default for TrainConfig {
             contrastive_queue: false,
             augment: AugmentPreset::Byol,
             eval_every: 1,
-            eval_images: 2000,
+            eval_images: 0,
             eval_protocol: EvalProtocol::HalfTest,
             max_steps_per_epoch: 0,
             log_every: 5,
