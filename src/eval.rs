@@ -265,7 +265,7 @@ impl Default for KnnConfig {
 }
 
 /// kNN accuracy on (test_x, test_y) with (fit_x, fit_y) as the labeled bank, computed on the GPU
-/// (`ops::knn_classify`), and its standard error. Features are row-major [n, d], raw (the cosine
+/// (`ops::knn_class_votes`; the largest vote wins, the lower class on a tie), and its standard error. Features are row-major [n, d], raw (the cosine
 /// similarity normalizes them).
 pub fn knn_accuracy(
     engine: &Engine,
@@ -287,12 +287,10 @@ pub fn knn_accuracy(
             test_y.len()
         )));
     }
-    let _ng = engine.no_grad();
     let bank = Tensor::from_slice(engine, fit_x, &[fit_y.len(), d])?;
     let labels = ops::upload_targets(engine, fit_y, classes)?;
     let queries = Tensor::from_slice(engine, test_x, &[test_y.len(), d])?;
-    let predicted = ops::knn_classify(&queries, &bank, &labels, classes, cfg.k, cfg.temperature)?;
-    let correct = predicted.iter().zip(test_y).filter(|(p, y)| p == y).count();
-    let acc = correct as f64 / test_y.len() as f64;
+    let votes = ops::knn_class_votes(&queries, &bank, &labels, classes, cfg.k, cfg.temperature)?;
+    let acc = argmax_accuracy(&votes, test_y, classes);
     Ok((acc, standard_error(acc, test_y.len())))
 }

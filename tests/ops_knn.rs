@@ -1,6 +1,6 @@
 //! Weighted kNN votes (shaders/knn.wgsl) against an f64 reference that sorts each row, on awkward
 //! sizes, with ties at the k-th similarity, on a NaN-poisoned engine; and the classifier built on
-//! them (cosine similarities from features) against the same reference.
+//! them from features (cosine similarities) against the same reference.
 //!
 //! Not differentiable (an evaluation), so there is no backward to check.
 
@@ -100,8 +100,14 @@ fn ties_at_the_kth_similarity_share_the_remaining_votes() {
     }
 }
 
-/// Predicted classes from features: cosine similarities, votes, argmax (lower class on a tie).
-fn classify_ref(q: &[f64], bank: &[f64], labels: &[u32], d: usize, classes: usize) -> Vec<u32> {
+/// Votes from features: cosine similarities in f64, rounded to f32 as the GPU's are, then votes.
+fn class_votes_ref(
+    q: &[f64],
+    bank: &[f64],
+    labels: &[u32],
+    d: usize,
+    classes: usize,
+) -> Vec<Vec<f64>> {
     let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
     q.chunks(d)
         .map(|row| {
@@ -112,27 +118,20 @@ fn classify_ref(q: &[f64], bank: &[f64], labels: &[u32], d: usize, classes: usiz
                     (dot / (norm(row) * norm(b))) as f32
                 })
                 .collect();
-            let v = votes_ref(&sims, labels, classes, 200, 0.07);
-            let mut best = 0;
-            for c in 0..classes {
-                if v[c] > v[best] {
-                    best = c;
-                }
-            }
-            best as u32
+            votes_ref(&sims, labels, classes, 200, 0.07)
         })
         .collect()
 }
 
 #[test]
-fn classify_matches_reference() {
+fn votes_from_features_match_reference() {
     let e = engine();
     for (m, n, d, classes) in [(7, 257, 7, 10), (33, 257, 33, 3), (1, 7, 1, 2)] {
         let mut rng = Rng::new((m + n + d) as u64);
         let q = rand_vec(&mut rng, m * d);
         let bank = rand_vec(&mut rng, n * d);
         let labels = random_labels(&mut rng, n, classes);
-        let got = ops::knn_classify(
+        let got = ops::knn_class_votes(
             &Tensor::from_slice(&e, &to_f32(&q), &[m, d]).unwrap(),
             &Tensor::from_slice(&e, &to_f32(&bank), &[n, d]).unwrap(),
             &Tensor::from_u32(&e, &labels, &[n]).unwrap(),
@@ -141,11 +140,17 @@ fn classify_matches_reference() {
             0.07,
         )
         .unwrap();
-        assert_eq!(
-            got,
-            classify_ref(&q, &bank, &labels, d, classes),
-            "m {m} n {n} d {d}"
-        );
+        let want = class_votes_ref(&q, &bank, &labels, d, classes);
+        for (r, want) in want.iter().enumerate() {
+            let scale = want.iter().cloned().fold(0.0, f64::max).max(1e-30);
+            for (c, w) in want.iter().enumerate() {
+                let g = got[r * classes + c] as f64;
+                assert!(
+                    (g - w).abs() <= 1e-4 * scale,
+                    "m {m} n {n} d {d}: row {r} class {c}: gpu {g}, reference {w}"
+                );
+            }
+        }
     }
 }
 
@@ -163,5 +168,5 @@ fn bad_arguments_are_errors() {
     let feats = Tensor::from_slice(&e, &[1.0, 2.0, 3.0], &[1, 3]).unwrap();
     let other = Tensor::from_slice(&e, &[1.0, 2.0], &[1, 2]).unwrap();
     let one = Tensor::from_u32(&e, &[0], &[1]).unwrap();
-    assert!(ops::knn_classify(&feats, &other, &one, 2, 1, 0.07).is_err());
+    assert!(ops::knn_class_votes(&feats, &other, &one, 2, 1, 0.07).is_err());
 }

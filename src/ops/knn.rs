@@ -2,8 +2,8 @@
 //! 2018) as solo-learn runs it: every query's k most similar bank images vote for their classes
 //! with weight exp(s / T). Evaluation only: nothing here is differentiable or recorded on the tape.
 //!
-//! [`knn_votes`] takes a similarity matrix; [`knn_classify`] builds it from features (cosine: rows
-//! L2-normalized, one A·Bᵀ product per block of queries) and returns the predicted classes.
+//! [`knn_votes`] takes a similarity matrix; [`knn_class_votes`] builds it from features (cosine:
+//! rows L2-normalized, one A·Bᵀ product per block of queries) and returns the votes on the CPU.
 
 use super::l2_normalize::for_row_windows;
 use super::matmul::gemm;
@@ -11,7 +11,7 @@ use super::{check_f32, check_loop_budget, chunks};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
-/// Queries per similarity block in [`knn_classify`]: bounds its scratch to this many rows of the
+/// Queries per similarity block in [`knn_class_votes`]: bounds its scratch to this many rows of the
 /// bank (16M floats, 64 MiB, for a bank of 65,536).
 const SIMILARITY_BLOCK_FLOATS: usize = 1 << 24;
 /// Rows one launch covers in grid y (workgroups per dimension are at most 65,535).
@@ -87,23 +87,23 @@ pub fn knn_votes(
     Ok(votes)
 }
 
-/// The class each query `[m, d]` gets from the weighted votes of its `k` nearest `bank` `[n, d]`
-/// rows by cosine similarity (rows are L2-normalized first), with bank labels in `0..classes`.
-/// Ties between classes go to the lower class index.
-pub fn knn_classify(
+/// The weighted votes `[m, classes]` (row-major, read back) each query `[m, d]` gets from its `k`
+/// nearest `bank` `[n, d]` rows by cosine similarity (rows are L2-normalized first), with bank
+/// labels in `0..classes`; a query's class is its largest vote. Non-finite votes are an error.
+pub fn knn_class_votes(
     queries: &Tensor,
     bank: &Tensor,
     bank_labels: &Tensor,
     classes: usize,
     k: usize,
     temperature: f32,
-) -> Result<Vec<u32>> {
-    check_f32("knn_classify", &[queries, bank])?;
+) -> Result<Vec<f32>> {
+    check_f32("knn_class_votes", &[queries, bank])?;
     let (m, n) = match (queries.shape(), bank.shape()) {
         ([m, d], [n, e]) if d == e && *m > 0 && *n > 0 && *d > 0 => (*m, *n),
         (q, b) => {
             return Err(Error::Shape(format!(
-                "knn_classify: queries {q:?} and bank {b:?} must be non-empty [m, d] and [n, d]"
+                "knn_class_votes: queries {q:?} and bank {b:?} must be non-empty [m, d] and [n, d]"
             )))
         }
     };
@@ -112,26 +112,18 @@ pub fn knn_classify(
     let q = super::l2_normalize(queries)?;
     let b = super::l2_normalize(bank)?;
     let block = (SIMILARITY_BLOCK_FLOATS / n).max(1);
-    let mut predicted = Vec::with_capacity(m);
+    let mut all = Vec::with_capacity(m * classes);
     for (r0, r) in chunks(m, block) {
         let sims = gemm(&super::narrow0(&q, r0, r)?, &b, false, true)?;
         let votes = knn_votes(&sims, bank_labels, classes, k, temperature)?.to_vec()?;
         if votes.iter().any(|v| !v.is_finite()) {
             return Err(Error::Invalid(
-                "knn_classify: a vote is not finite (NaN or infinite features)".into(),
+                "knn_class_votes: a vote is not finite (NaN or infinite features)".into(),
             ));
         }
-        predicted.extend(votes.chunks(classes).map(|v| {
-            let mut best = 0;
-            for (c, x) in v.iter().enumerate() {
-                if *x > v[best] {
-                    best = c;
-                }
-            }
-            best as u32
-        }));
+        all.extend(votes);
     }
-    Ok(predicted)
+    Ok(all)
 }
 
 crate::kernels::kernel_params! {

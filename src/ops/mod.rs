@@ -33,7 +33,7 @@ pub use eigen::{effective_rank, symmetric_eigenvalues};
 pub use elementwise::{add, add_relu, mul, relu, scale, sub};
 pub use group_norm::group_norm;
 pub use info_nce::{info_nce, queue_push};
-pub use knn::{knn_classify, knn_votes};
+pub use knn::{knn_class_votes, knn_votes};
 pub use l2_normalize::l2_normalize;
 pub use layer_norm::layer_norm;
 pub use matmul::{matmul, matmul_nt, matmul_tn};
