@@ -148,6 +148,36 @@ fn adapter_matches(info: &wgpu::AdapterInfo, filter: &str) -> bool {
 }
 
 fn pick(adapters: Vec<wgpu::Adapter>, filter: Option<&str>) -> Result<(usize, wgpu::Adapter)> {
+    pick_nth(adapters, filter, 0)
+}
+
+/// The `nth` (modulo their number) of the matching adapters of the best one's device type:
+/// data-parallel rank r takes the r-th GPU, and all share one when there is only one.
+fn pick_nth(
+    adapters: Vec<wgpu::Adapter>,
+    filter: Option<&str>,
+    nth: usize,
+) -> Result<(usize, wgpu::Adapter)> {
+    let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+    let matching: Vec<usize> = (0..infos.len())
+        .filter(|&i| filter.is_none_or(|f| adapter_matches(&infos[i], f)))
+        .collect();
+    let Some(&first) = matching.first() else {
+        return pick_first(adapters, filter); // its error names what is available
+    };
+    let same_kind: Vec<usize> = matching
+        .into_iter()
+        .filter(|&i| infos[i].device_type == infos[first].device_type)
+        .collect();
+    let idx = same_kind[nth % same_kind.len()];
+    let adapter = adapters.into_iter().nth(idx).expect("an index of the list");
+    Ok((idx, adapter))
+}
+
+fn pick_first(
+    adapters: Vec<wgpu::Adapter>,
+    filter: Option<&str>,
+) -> Result<(usize, wgpu::Adapter)> {
     if adapters.is_empty() {
         return Err(Error::NoAdapter(format!(
             "no adapter with compute shaders was found; {NO_ADAPTER_HELP}"
@@ -189,7 +219,12 @@ pub fn list_adapters(filter: Option<&str>) -> (Vec<AdapterSummary>, Option<usize
 
 /// Opens the best adapter (or the one whose name contains `filter`) with its own limits.
 pub fn open(filter: Option<&str>) -> Result<Gpu> {
-    let (_, adapter) = pick(candidates(filter), filter)?;
+    open_nth(filter, 0)
+}
+
+/// Opens the `nth` of the adapters [`open`] could take (see `pick_nth`).
+pub fn open_nth(filter: Option<&str>, nth: usize) -> Result<Gpu> {
+    let (_, adapter) = pick_nth(candidates(filter), filter, nth)?;
     let info = adapter.get_info();
     let limits = adapter.limits();
     let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;

@@ -11,6 +11,7 @@ pub mod autograd;
 pub mod cli;
 pub mod data;
 pub mod device;
+pub mod dist;
 pub mod engine;
 pub mod error;
 pub mod eval;

@@ -301,3 +301,27 @@ fn bad_options_are_errors() {
     }));
     assert!(Loader::new(Arc::new(MemSet::new(0)), options(1, 0)).is_err());
 }
+
+#[test]
+fn shards_are_the_batch_cut_in_order_and_uneven_splits_are_refused() {
+    let set: Arc<dyn ImageSet> = Arc::new(MemSet::new(24));
+    let batch = all_batches(set, options(12, 5)).remove(0);
+    let shards: Vec<HostBatch> = (0..3).map(|r| batch.shard(r, 3).unwrap()).collect();
+    let bytes = batch.h * batch.w * 3;
+    for (r, s) in shards.iter().enumerate() {
+        assert_eq!(s.indices, batch.indices[4 * r..4 * r + 4]);
+        assert_eq!(s.labels, batch.labels[4 * r..4 * r + 4]);
+        assert_eq!(s.pixels, batch.pixels[4 * r * bytes..(4 * r + 4) * bytes]);
+        for v in 0..2 {
+            assert_eq!(s.view_params[v], batch.view_params[v][4 * r..4 * r + 4]);
+        }
+        assert_eq!(s.start, batch.start + 4 * r);
+    }
+    // Put back together, the shards are the batch.
+    let joined: Vec<usize> = shards.iter().flat_map(|s| s.indices.clone()).collect();
+    assert_eq!(joined, batch.indices);
+    for (rank, ranks) in [(0, 5), (3, 3), (0, 0)] {
+        let e = batch.shard(rank, ranks).unwrap_err().to_string();
+        assert!(e.contains("cannot be split"), "{e}");
+    }
+}

@@ -19,8 +19,14 @@ pub struct Device {
 
 impl Device {
     pub fn open(&self) -> Result<Engine> {
+        self.open_slot(0)
+    }
+
+    /// Opens the `slot`-th of the matching adapters (a data-parallel rank's own GPU).
+    pub fn open_slot(&self, slot: usize) -> Result<Engine> {
         Engine::new(EngineOptions {
             adapter: self.adapter.clone(),
+            adapter_slot: slot,
             tune: self.tune,
             ..Default::default()
         })

@@ -1,5 +1,6 @@
 //! `byol train` and `byol eval`: flags to a [`TrainConfig`], a run directory, and the loop.
 
+use crate::engine::{Collective, Distributed};
 use crate::error::{Error, Result};
 use crate::nn::{EncoderNorm, NormKind, Stem};
 use crate::ssl::Method;
@@ -8,6 +9,7 @@ use crate::train::RunControl;
 use crate::train::{self, TrainConfig};
 use clap::Args;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,6 +122,11 @@ pub struct TrainArgs {
     /// names, as `byol export` writes) instead of a random initialization.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
+    /// Under `mpirun -np R` (a build with the `mpi` feature): batch norm all-reduces its
+    /// statistics and backward sums, so it normalizes over the global batch, not each rank's
+    /// 1/R of it (what PyTorch DDP does without SyncBatchNorm).
+    #[arg(long)]
+    pub sync_bn: bool,
     /// Run directory (default runs/METHOD-DATASET-TIME).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -189,6 +196,8 @@ impl TrainArgs {
                 .init_from
                 .as_ref()
                 .map(|p| p.to_string_lossy().into_owned()),
+            ranks: 1,
+            sync_bn: self.sync_bn,
         }
     }
 }
@@ -211,6 +220,29 @@ fn default_run_dir(cfg: &TrainConfig) -> Result<PathBuf> {
 /// Runs `byol train`. `given` names the flags (by field name) the command line set; with
 /// `--resume`, any that would change what is trained is refused rather than silently ignored.
 pub fn run(args: &TrainArgs, dev: &super::Device, given: &[String]) -> Result<()> {
+    let world = crate::dist::init()?;
+    let result = run_rank(args, dev, given, world.clone());
+    match (&result, &world) {
+        // Every rank stopped at the same step; rank 0 says so.
+        (Err(Error::Interrupted(_)), Some(w)) if w.rank() != 0 => return Ok(()),
+        (Err(Error::Interrupted(_)), _) => {}
+        // The other ranks would wait for this one forever: stop them all.
+        (Err(e), Some(_)) => crate::dist::fail(world.as_ref(), &e.to_string()),
+        _ => {}
+    }
+    result
+}
+
+/// `byol train` in one process: the whole run, or one rank of a data-parallel one.
+fn run_rank(
+    args: &TrainArgs,
+    dev: &super::Device,
+    given: &[String],
+    world: Option<Rc<dyn Collective>>,
+) -> Result<()> {
+    let (rank, ranks) = world.as_ref().map_or((0, 1), |w| (w.rank(), w.size()));
+    // Only rank 0 prints (and writes; see train::train_with).
+    let quiet = args.quiet || rank != 0;
     if args.resume.is_some() {
         let ignored: Vec<String> = given
             .iter()
@@ -226,7 +258,7 @@ pub fn run(args: &TrainArgs, dev: &super::Device, given: &[String]) -> Result<()
             )));
         }
     }
-    let engine = dev.open()?;
+    let engine = dev.open_slot(rank)?;
     let mut cpu_sized = Vec::new();
     let (cfg, out, resume) = match &args.resume {
         Some(dir) => {
@@ -255,10 +287,21 @@ pub fn run(args: &TrainArgs, dev: &super::Device, given: &[String]) -> Result<()
             if given("log_every") {
                 cfg.log_every = args.log_every;
             }
+            if cfg.ranks != ranks {
+                return Err(Error::Invalid(format!(
+                    "--resume: {} was trained on {} rank(s) and this run has {ranks}; resume it \
+                     with `mpirun -np {} byol train --resume ...` (the shards, and batch norm \
+                     over them, depend on the number of ranks)",
+                    dir.display(),
+                    cfg.ranks,
+                    cfg.ranks
+                )));
+            }
             (cfg, dir.clone(), true)
         }
         None => {
             let mut cfg = args.to_config();
+            cfg.ranks = ranks;
             if engine.gpu().is_software() {
                 cpu_sized = cfg.apply_cpu_size(|f| given.iter().any(|g| g == f));
             }
@@ -269,6 +312,9 @@ pub fn run(args: &TrainArgs, dev: &super::Device, given: &[String]) -> Result<()
                 crate::interop::weights::check_fits(&engine, Path::new(path), cfg.model_config()?)?;
             }
             let out = match &args.out {
+                // Rank 0 alone claims (and writes) the run directory.
+                Some(dir) if rank != 0 => dir.clone(),
+                None if rank != 0 => PathBuf::new(),
                 Some(dir) => {
                     train::run_dir::claim_fresh(dir)?;
                     dir.clone()
@@ -278,8 +324,26 @@ pub fn run(args: &TrainArgs, dev: &super::Device, given: &[String]) -> Result<()
             (cfg, out, false)
         }
     };
-    if !args.quiet {
+    if let Some(w) = &world {
+        engine.set_distributed(Distributed {
+            world: w.clone(),
+            sync_batch_norm: cfg.sync_bn,
+        });
+    }
+    if !quiet {
         eprintln!("adapter: {}", engine.adapter_name());
+        if ranks > 1 {
+            eprintln!(
+                "data-parallel: {ranks} ranks, {} images each per step of {}; batch norm over {}",
+                cfg.batch_size / ranks,
+                cfg.batch_size,
+                if cfg.sync_bn {
+                    "the global batch (--sync-bn)"
+                } else {
+                    "each rank's shard"
+                }
+            );
+        }
         if !cpu_sized.is_empty() {
             let list = |f: fn(&SizeChange) -> &str| {
                 let items: Vec<String> = cpu_sized
@@ -313,14 +377,23 @@ pub fn run(args: &TrainArgs, dev: &super::Device, given: &[String]) -> Result<()
         )));
     }
     let ctl = RunControl {
-        progress: !args.quiet,
+        progress: !quiet,
         stop: Some(stop_on_signal()),
         checkpoint_every: (args.checkpoint_minutes > 0.0)
             .then(|| Duration::from_secs_f64(args.checkpoint_minutes * 60.0)),
         ..RunControl::default()
     };
+    let t0 = std::time::Instant::now();
     let metrics = train::train_with(&engine, &cfg, &out, resume, &ctl)?;
-    if let Some(last) = metrics.last() {
+    if let (Some(w), false) = (&world, quiet) {
+        let (calls, secs) = w.time_spent();
+        eprintln!(
+            "rank 0 spent {secs:.1} s of {:.1} s in {calls} collectives (all-reduces, and waiting \
+             for the other ranks there)",
+            t0.elapsed().as_secs_f64()
+        );
+    }
+    if let Some(last) = metrics.last().filter(|_| rank == 0) {
         println!(
             "done: {} epochs, loss {:.4}, cos+ {:.4}, cos- {:.4}{}; metrics in {}",
             last.epoch,

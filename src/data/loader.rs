@@ -80,6 +80,38 @@ impl HostBatch {
     pub fn is_empty(&self) -> bool {
         self.indices.is_empty()
     }
+
+    /// Rank `rank`'s share of the batch over `ranks` processes: its contiguous 1/ranks of the
+    /// images, with their labels and augmentation parameters (drawn for the whole batch, so the
+    /// views of a shard are rows of the whole batch's views). The length must divide evenly.
+    pub fn shard(&self, rank: usize, ranks: usize) -> Result<HostBatch> {
+        let n = self.len();
+        if ranks == 0 || rank >= ranks || !n.is_multiple_of(ranks) {
+            return Err(Error::Invalid(format!(
+                "a batch of {n} images cannot be split into {ranks} equal shards (rank {rank})"
+            )));
+        }
+        let per = n / ranks;
+        let (lo, hi) = (rank * per, (rank + 1) * per);
+        let bytes = self.h * self.w * 3;
+        let params = |v: &Vec<ViewParams>| {
+            if v.is_empty() {
+                Vec::new()
+            } else {
+                v[lo..hi].to_vec()
+            }
+        };
+        Ok(HostBatch {
+            pixels: self.pixels[lo * bytes..hi * bytes].to_vec(),
+            indices: self.indices[lo..hi].to_vec(),
+            labels: self.labels[lo..hi].to_vec(),
+            h: self.h,
+            w: self.w,
+            view_params: [params(&self.view_params[0]), params(&self.view_params[1])],
+            epoch: self.epoch,
+            start: self.start + lo,
+        })
+    }
 }
 
 pub struct Loader {

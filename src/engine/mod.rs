@@ -18,11 +18,13 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+mod collective;
 mod recorder;
 mod timing;
 mod transfer;
 mod tune;
 
+pub use collective::{Collective, Distributed};
 pub use tune::{default_cache_file, ChoiceSource, KernelChoice, TuneMode};
 
 /// Which matmul kernel the engine uses; `Auto` picks per adapter.
@@ -58,6 +60,9 @@ pub enum ConvVariant {
 pub struct EngineOptions {
     /// Substring of the adapter name; `None` means the best adapter (or env `BYOL_ADAPTER`).
     pub adapter: Option<String>,
+    /// Take the n-th (modulo their number) of the adapters that match, of the best one's device
+    /// type: data-parallel rank r opens the r-th GPU.
+    pub adapter_slot: usize,
     /// Fill every buffer an op allocates with NaN before the op writes it (tests use this).
     pub poison_outputs: bool,
     pub matmul: MatmulVariant,
@@ -83,6 +88,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             adapter: None,
+            adapter_slot: 0,
             poison_outputs: false,
             matmul: MatmulVariant::Auto,
             conv: ConvVariant::Auto,
@@ -147,6 +153,8 @@ pub(crate) struct EngineInner {
     errors: Arc<Mutex<Vec<String>>>,
     tuner: RefCell<tune::Tuner>,
     options: EngineOptions,
+    /// Set when this engine is one rank of a data-parallel run (`collective`).
+    distributed: RefCell<Option<Distributed>>,
 }
 
 static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
@@ -166,7 +174,7 @@ pub struct BufSlice<'a> {
 impl Engine {
     pub fn new(options: EngineOptions) -> Result<Engine> {
         let filter = device::adapter_filter(options.adapter.as_deref());
-        let gpu = device::open(filter.as_deref())?;
+        let gpu = device::open_nth(filter.as_deref(), options.adapter_slot)?;
         let errors: Arc<Mutex<Vec<String>>> = Arc::default();
         let sink = errors.clone();
         // Device errors are collected and reported at the next sync point instead of panicking.
@@ -221,6 +229,7 @@ impl Engine {
             errors,
             tuner: RefCell::new(tuner),
             options,
+            distributed: RefCell::new(None),
         })))
     }
 

@@ -9,8 +9,8 @@
 
 use super::check_f32;
 use super::moments::{
-    check_affine, check_eps, group_grad_sums, group_stats, run_chunked, Bind, ChunkedParams,
-    GroupView, NORM_EPS,
+    check_affine, check_eps, group_grad_sums, group_stats, group_stats_across, run_chunked,
+    sum_across, Bind, ChunkedParams, GroupView, NORM_EPS,
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -161,8 +161,15 @@ fn batch_norm_with(
     relu: bool,
 ) -> Result<Tensor> {
     let view = check(x, gamma, beta, state)?;
-    let (c, inner, count) = (view.groups, view.inner, view.count());
     let engine = x.engine();
+    // Synchronized batch norm: statistics (and backward sums) over every rank's batch.
+    let ranks = if training {
+        engine.batch_norm_ranks()
+    } else {
+        None
+    };
+    let world_size = ranks.as_ref().map_or(1, |w| w.size());
+    let (c, inner, count) = (view.groups, view.inner, view.count() * world_size);
     let words = BatchNormParams {
         relu: relu as u32,
         ..params(c, inner, count, gamma.is_some(), beta.is_some(), state)
@@ -178,7 +185,10 @@ fn batch_norm_with(
                 x.shape()
             )));
         }
-        let stats = group_stats(x, view, state.eps)?;
+        let stats = match &ranks {
+            Some(world) => group_stats_across(x, view, state.eps, world.as_ref())?,
+            None => group_stats(x, view, state.eps)?,
+        };
         let binds = [Bind::Whole(&stats), running[0], running[1]];
         run_chunked("batch_norm", "update_running", c, &words, &binds)?;
         stats
@@ -219,10 +229,20 @@ fn batch_norm_with(
         } else {
             None
         };
+        // Across ranks, dx needs the global sums; the affine gradients stay this rank's (the
+        // gradient all-reduce sums them).
+        let global = match (&ranks, &sums) {
+            (Some(world), Some((a, b))) => Some(sum_across(&[a, b], world.as_ref())?),
+            _ => None,
+        };
+        let dx_sums = match &global {
+            Some(g) => Some((&g[0], &g[1])),
+            None => sums.as_ref().map(|(a, b)| (a, b)),
+        };
         let dx = if sx.requires_grad() {
             let dx = sx.empty_like()?;
             let g = sgamma.as_ref().unwrap_or(&stats);
-            let binds: Vec<Bind> = match (&sums, training) {
+            let binds: Vec<Bind> = match (dx_sums, training) {
                 (Some((sum_dy, sum_dy_xhat)), true) => vec![
                     Bind::Chunk(&sx),
                     Bind::Chunk(dy),

@@ -9,7 +9,7 @@
 //! folds its partials into the sums of the earlier ones.
 
 use super::{window, LOOP_BUDGET};
-use crate::engine::Engine;
+use crate::engine::{Collective, Engine};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
@@ -250,6 +250,82 @@ pub(crate) fn group_stats(x: &Tensor, view: GroupView, eps: f32) -> Result<Tenso
         }
     }
     Ok(stats)
+}
+
+/// `group_stats` over the union of every rank's `x` (synchronized batch norm): the same two
+/// passes, with the sums of each all-reduced in between. Pass one sums x per group and gives the
+/// global mean; pass two sums (x - mean) and its square around that mean, and the variance is
+/// finished from the global sums as `dev_fold` finishes it. Two small read-backs per call.
+pub(crate) fn group_stats_across(
+    x: &Tensor,
+    view: GroupView,
+    eps: f32,
+    world: &dyn Collective,
+) -> Result<Tensor> {
+    let engine = x.engine();
+    let g = view.groups;
+    let total = (view.count() * world.size()) as f64;
+    let mut sums: Vec<f64> = group_sum(x, view)?
+        .to_vec()?
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    world.all_reduce_sum_f64(&mut sums)?;
+    let mut host = vec![0.0f32; 4 * g];
+    for (m, s) in host.iter_mut().zip(&sums) {
+        *m = (s / total) as f32;
+    }
+    let stats = Tensor::from_slice(engine, &host, &[4 * g])?;
+    let launches = plan(engine, view, 2)?;
+    let part = Tensor::empty(engine, &[partial_words(view, &launches, 2)], DType::F32)?;
+    for l in &launches {
+        let (xs, xb) = window(engine, x, l.start, l.len);
+        // Never the last launch: dev_fold leaves the raw sums for the all-reduce.
+        let words = MomentsParams {
+            last: 0,
+            ..params(view, l, xb, eps, None)
+        };
+        let n = (l.ng * l.chunks) as u64;
+        let bufs = [xs, stats.slice(), part.slice()];
+        engine.dispatch_1d("moments", "dev_partial", &[], &words, &bufs, n)?;
+        let bufs = [part.slice(), stats.slice()];
+        engine.dispatch_1d("moments", "dev_fold", &[], &words, &bufs, l.ng as u64)?;
+    }
+    let local = stats.to_vec()?;
+    let mut dev: Vec<f64> = local[g..3 * g].iter().map(|&v| f64::from(v)).collect();
+    world.all_reduce_sum_f64(&mut dev)?;
+    for k in 0..g {
+        let (s1, s2) = (dev[k], dev[g + k]);
+        let lo = s1 / total;
+        let var = ((s2 - s1 * lo) / total).max(0.0);
+        host[g + k] = lo as f32;
+        host[2 * g + k] = var as f32;
+        host[3 * g + k] = (1.0 / (var + f64::from(eps)).sqrt()) as f32;
+    }
+    stats.write(&host)?;
+    Ok(stats)
+}
+
+/// Sums of every rank's `tensors` (each a small per-group tensor), in one all-reduce: the
+/// backward sums of synchronized batch norm.
+pub(crate) fn sum_across(tensors: &[&Tensor], world: &dyn Collective) -> Result<Vec<Tensor>> {
+    let mut flat = Vec::new();
+    for t in tensors {
+        flat.extend(t.to_vec()?);
+    }
+    world.all_reduce_sum(&mut flat)?;
+    let mut out = Vec::with_capacity(tensors.len());
+    let mut at = 0;
+    for t in tensors {
+        let n = t.numel();
+        out.push(Tensor::from_slice(
+            t.engine(),
+            &flat[at..at + n],
+            t.shape(),
+        )?);
+        at += n;
+    }
+    Ok(out)
 }
 
 /// Per group, sum(gd) and sum(gd * xhat) with xhat = (x - mean) * rstd from `stats` and

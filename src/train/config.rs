@@ -101,6 +101,18 @@ pub struct TrainConfig {
     /// from instead of a random initialization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_from: Option<String>,
+    /// Processes of a data-parallel run (`mpirun -np R`; set from the run, not a flag). Each
+    /// trains on its 1/R of every global batch of `batch_size` images.
+    #[serde(default = "one_rank")]
+    pub ranks: usize,
+    /// Batch norm over the global batch, all-reduced across ranks (`--sync-bn`), rather than over
+    /// each rank's shard.
+    #[serde(default)]
+    pub sync_bn: bool,
+}
+
+fn one_rank() -> usize {
+    1
 }
 
 impl Default for TrainConfig {
@@ -140,6 +152,8 @@ impl Default for TrainConfig {
             max_steps_per_epoch: 0,
             log_every: 5,
             init_from: None,
+            ranks: 1,
+            sync_bn: false,
         }
     }
 }
@@ -159,6 +173,18 @@ impl TrainConfig {
             return bad(
                 "--batch-size must be at least 2 (batch norm and the negatives need pairs)".into(),
             );
+        }
+        if self.ranks == 0 {
+            return bad("a run has at least one rank".into());
+        }
+        if self.ranks > 1
+            && (!self.batch_size.is_multiple_of(self.ranks) || self.batch_size / self.ranks < 2)
+        {
+            return bad(format!(
+                "--batch-size {} is the global batch: it must split evenly over the {} ranks, \
+                 at least 2 images each",
+                self.batch_size, self.ranks
+            ));
         }
         if self.epochs == 0 {
             return bad("--epochs must be at least 1".into());

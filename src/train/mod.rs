@@ -122,16 +122,34 @@ pub fn train_with(
     resume: bool,
     ctl: &RunControl,
 ) -> Result<Vec<EpochMetrics>> {
-    let progress = ctl.progress;
     cfg.validate()?;
+    // A data-parallel rank: rank 0 alone writes `out`, prints and evaluates.
+    let world = engine.collective();
+    let writer = engine.rank() == 0;
+    if let Some(w) = &world {
+        if cfg.ranks != w.size() {
+            return Err(Error::Invalid(format!(
+                "the config says {} ranks but this run has {}",
+                cfg.ranks,
+                w.size()
+            )));
+        }
+        let json = serde_json::to_string(cfg).map_err(|e| Error::Io(e.to_string()))?;
+        crate::dist::check_same_run(w.as_ref(), &json)?;
+    }
+    let progress = ctl.progress && writer;
     if cfg.eval_every > 0 {
         // An evaluation that cannot run must fail now, not after an epoch of training.
         embed::check(cfg)?;
     }
-    std::fs::create_dir_all(out)
-        .map_err(|e| Error::Io(format!("creating {}: {e}", out.display())))?;
     // Held until training ends: a second run into the same directory is refused.
-    let _lock = run_dir::lock(out)?;
+    let _lock = if writer {
+        std::fs::create_dir_all(out)
+            .map_err(|e| Error::Io(format!("creating {}: {e}", out.display())))?;
+        Some(run_dir::lock(out)?)
+    } else {
+        None
+    };
     let set: Arc<dyn data::ImageSet> = Arc::from(data::open(&cfg.dataset, Split::Pretrain)?);
     let views = cfg.augmentations()?;
     let ckpt_path = out.join("checkpoint.bin");
@@ -157,7 +175,9 @@ pub fn train_with(
         }
         // A kill between a checkpoint and its metrics line, or after a line whose checkpoint was
         // never written, must not leave the two disagreeing: keep the checkpoint's epochs only.
-        truncate_metrics(&metrics_path, at.epoch)?;
+        if writer {
+            truncate_metrics(&metrics_path, at.epoch)?;
+        }
         at
     } else {
         if let Some(path) = &cfg.init_from {
@@ -165,13 +185,17 @@ pub fn train_with(
             crate::interop::weights::load_encoder(&file, trainer.model())?;
         }
         // A fresh run starts a fresh metrics file.
-        let _ = std::fs::remove_file(&metrics_path);
+        if writer {
+            let _ = std::fs::remove_file(&metrics_path);
+        }
         state::Position::default()
     };
     let start_epoch = at.epoch;
     // Written (again, on resume) so that it always holds the settings in force, e.g. a raised
     // --epochs; through a temporary file and a rename, so it is never half-written.
-    write_config(out, cfg)?;
+    if writer {
+        write_config(out, cfg)?;
+    }
     if start_epoch >= cfg.epochs {
         return Ok(Vec::new());
     }
@@ -214,11 +238,14 @@ pub fn train_with(
             if in_epoch >= steps_per_epoch {
                 continue; // drain the rest of a capped epoch
             }
-            let batch = batch?;
+            let batch = match &world {
+                Some(w) => batch?.shard(w.rank(), w.size())?,
+                None => batch?,
+            };
             let (v1, v2) = two_views(engine, &batch, &views[0], &views[1], cfg.image_size, None)?;
             let done = trainer.step(&v1, &v2)?;
             (last_lr, last_tau) = (done.lr, done.tau);
-            seen += batch.indices.len();
+            seen += batch.len() * engine.ranks();
             in_epoch += 1;
             let step = trainer.step_count();
             if printer.due(in_epoch == steps_per_epoch) {
@@ -239,6 +266,11 @@ pub fn train_with(
             let save_due = ctl
                 .checkpoint_every
                 .is_some_and(|every| last_save.elapsed() >= every);
+            // Every rank stops and saves where rank 0 does.
+            let [stop_asked, save_due] = match &world {
+                Some(w) => crate::dist::rank0_flags(w.as_ref(), [stop_asked, save_due])?,
+                None => [stop_asked, save_due],
+            };
             if in_epoch < steps_per_epoch && (stop_asked || save_due) {
                 // Read back and check the loss first: a diverged state is never saved.
                 check_finite(done.loss.item()? as f64, epoch, step)?;
@@ -249,8 +281,13 @@ pub fn train_with(
                     epoch_seconds: elapsed(t0),
                     diagnostics: trainer.save_diagnostics()?,
                 };
-                kernels::save(engine, out)?;
-                state::save(&ckpt_path, cfg, &trainer, &here)?;
+                if let Some(w) = &world {
+                    crate::dist::average_running_stats(w.as_ref(), &trainer.model().norm_states())?;
+                }
+                if writer {
+                    kernels::save(engine, out)?;
+                    state::save(&ckpt_path, cfg, &trainer, &here)?;
+                }
                 last_save = Instant::now();
                 if stop_asked {
                     printer.finish_line();
@@ -265,11 +302,20 @@ pub fn train_with(
             }
         }
         engine.flush()?;
-        let d: DiagnosticValues = trainer.finish_epoch()?;
+        let mut d: DiagnosticValues = trainer.finish_epoch()?;
+        if let Some(w) = &world {
+            // The epoch's loss and cosines over the global batch (each rank has its shard's);
+            // the running statistics every rank's shard saw, for evaluation and the checkpoint.
+            let mut means = [d.loss, d.cos_pos, d.cos_neg];
+            crate::dist::mean_over_ranks(w.as_ref(), &mut means)?;
+            [d.loss, d.cos_pos, d.cos_neg] = means;
+            crate::dist::average_running_stats(w.as_ref(), &trainer.model().norm_states())?;
+        }
         let step = trainer.step_count();
         check_finite(d.loss, epoch, step)?;
         let seconds = elapsed(t0);
-        let evaluation = if cfg.eval_every > 0
+        let evaluation = if writer
+            && cfg.eval_every > 0
             && ((epoch + 1) % cfg.eval_every == 0 || epoch + 1 == cfg.epochs)
         {
             Some(embed::evaluate(engine, trainer.model(), cfg)?)
@@ -331,15 +377,17 @@ pub fn train_with(
         }
         // The checkpoint first, then its metrics line: a kill in between leaves a line missing,
         // which the resumed run writes (a line without its checkpoint would be written twice).
-        kernels::save(engine, out)?;
-        state::save(
-            &ckpt_path,
-            cfg,
-            &trainer,
-            &state::Position::end_of(epoch + 1),
-        )?;
+        if writer {
+            kernels::save(engine, out)?;
+            state::save(
+                &ckpt_path,
+                cfg,
+                &trainer,
+                &state::Position::end_of(epoch + 1),
+            )?;
+            append_metrics(&metrics_path, &m)?;
+        }
         last_save = Instant::now();
-        append_metrics(&metrics_path, &m)?;
         all.push(m);
     }
     Ok(all)

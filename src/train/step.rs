@@ -31,6 +31,7 @@ pub struct StepResult {
 
 /// The model, its optimizers, the schedules and the epoch's diagnostics.
 pub struct Trainer {
+    engine: Engine,
     model: SslModel,
     optimizers: Vec<Optimizer>,
     lr: LrSchedule,
@@ -52,6 +53,7 @@ impl Trainer {
             .collect::<Result<_>>()?;
         let total_steps = steps_per_epoch * cfg.epochs;
         Ok(Trainer {
+            engine: engine.clone(),
             model,
             optimizers,
             lr: LrSchedule {
@@ -74,6 +76,7 @@ impl Trainer {
     pub fn step(&mut self, view1: &Tensor, view2: &Tensor) -> Result<StepResult> {
         let out = self.forward(view1, view2)?;
         let grads = self.backward(&out)?;
+        self.all_reduce_gradients()?;
         let (lr, tau) = self.update(&grads)?;
         drop(grads);
         self.diagnose(&out)?;
@@ -93,6 +96,35 @@ impl Trainer {
     /// Gradients of the loss for every trainable parameter; frees the tape.
     pub fn backward(&self, out: &StepOutput) -> Result<Grads> {
         out.loss.engine().backward(&out.loss)
+    }
+
+    /// Across the ranks of a data-parallel run, every gradient arena becomes the mean of the
+    /// ranks' (each rank's loss is the mean over its shard, so the mean of the ranks' gradients
+    /// is the gradient of the global batch's loss): one read-back per arena, ONE all-reduce over
+    /// all of them, one upload per arena. Nothing happens in a single process.
+    pub fn all_reduce_gradients(&self) -> Result<()> {
+        let Some(world) = self.engine.collective() else {
+            return Ok(());
+        };
+        let arenas: Vec<&Tensor> = self
+            .model
+            .trainable()
+            .into_iter()
+            .filter_map(|p| p.grad_flat())
+            .collect();
+        let mut flat = Vec::new();
+        for g in &arenas {
+            flat.extend(g.to_vec()?);
+        }
+        world.all_reduce_sum(&mut flat)?;
+        let scale = 1.0 / world.size() as f32;
+        flat.iter_mut().for_each(|v| *v *= scale);
+        let mut at = 0;
+        for g in arenas {
+            g.write(&flat[at..at + g.numel()])?;
+            at += g.numel();
+        }
+        Ok(())
     }
 
     /// Optimizer on every trainable arena, then the EMA target; returns the (lr, tau) used.
