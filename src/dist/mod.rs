@@ -13,6 +13,7 @@ mod mpi_world;
 use crate::engine::Collective;
 use crate::error::{Error, Result};
 use crate::ops::BatchNormState;
+use crate::tensor::Tensor;
 use std::rc::Rc;
 
 /// Environment variables by which MPI launchers tell a process its world size.
@@ -82,28 +83,35 @@ pub fn check_same_run(world: &dyn Collective, what: &str) -> Result<()> {
     )))
 }
 
-/// Averages every batch-norm running statistic over the ranks, in one all-reduce. Each rank
-/// updates its running statistics from its own shard; their mean is what a single process that
-/// normalized each shard separately, and kept the mean of the shards' statistics, would hold
-/// (the update is linear, so averaging before a checkpoint equals averaging every step). With
-/// `--sync-bn` every rank holds the same values already and this changes nothing.
-pub fn average_running_stats(world: &dyn Collective, states: &[&BatchNormState]) -> Result<()> {
+/// Replaces each of `tensors` by its mean over the ranks: one read-back per tensor, ONE
+/// all-reduce over all of them, one upload per tensor.
+pub fn mean_in_place(world: &dyn Collective, tensors: &[&Tensor]) -> Result<()> {
     let mut flat = Vec::new();
-    for s in states {
-        flat.extend(s.running_mean.to_vec()?);
-        flat.extend(s.running_var.to_vec()?);
+    for t in tensors {
+        flat.extend(t.to_vec()?);
     }
     world.all_reduce_sum(&mut flat)?;
     let scale = 1.0 / world.size() as f32;
     flat.iter_mut().for_each(|v| *v *= scale);
     let mut at = 0;
-    for s in states {
-        for t in [&s.running_mean, &s.running_var] {
-            t.write(&flat[at..at + t.numel()])?;
-            at += t.numel();
-        }
+    for t in tensors {
+        t.write(&flat[at..at + t.numel()])?;
+        at += t.numel();
     }
     Ok(())
+}
+
+/// Averages every batch-norm running statistic over the ranks. Each rank updates its running
+/// statistics from its own shard; their mean is what a single process that normalized each shard
+/// separately, and kept the mean of the shards' statistics, would hold (the update is linear, so
+/// averaging before a checkpoint equals averaging every step). With `--sync-bn` every rank holds
+/// the same values already and this changes nothing.
+pub fn average_running_stats(world: &dyn Collective, states: &[&BatchNormState]) -> Result<()> {
+    let tensors: Vec<&Tensor> = states
+        .iter()
+        .flat_map(|s| [&s.running_mean, &s.running_var])
+        .collect();
+    mean_in_place(world, &tensors)
 }
 
 /// Rank 0's decisions, made the same on every rank: each flag is true where rank 0's is (a

@@ -81,6 +81,16 @@ impl MpiWorld {
         })
     }
 
+    /// Element-wise sum over the ranks, in place (MPI needs a separate send buffer).
+    fn sum_in_place<T: mpi::datatype::Equivalence + Clone>(&self, data: &mut [T]) -> Result<()> {
+        let send = data.to_vec();
+        self.guarded(|| {
+            self.world
+                .all_reduce_into(&send[..], data, SystemOperation::sum())
+        });
+        Ok(())
+    }
+
     /// Runs one collective under the watchdog.
     fn guarded<R>(&self, f: impl FnOnce() -> R) -> R {
         self.waiting_since.store(now_ms().max(1), Ordering::SeqCst);
@@ -104,21 +114,11 @@ impl Collective for MpiWorld {
     }
 
     fn all_reduce_sum(&self, data: &mut [f32]) -> Result<()> {
-        let send = data.to_vec();
-        self.guarded(|| {
-            self.world
-                .all_reduce_into(&send[..], data, SystemOperation::sum())
-        });
-        Ok(())
+        self.sum_in_place(data)
     }
 
     fn all_reduce_sum_f64(&self, data: &mut [f64]) -> Result<()> {
-        let send = data.to_vec();
-        self.guarded(|| {
-            self.world
-                .all_reduce_into(&send[..], data, SystemOperation::sum())
-        });
-        Ok(())
+        self.sum_in_place(data)
     }
 
     fn all_gather_u64(&self, value: u64) -> Result<Vec<u64>> {

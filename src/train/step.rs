@@ -112,19 +112,7 @@ impl Trainer {
             .into_iter()
             .filter_map(|p| p.grad_flat())
             .collect();
-        let mut flat = Vec::new();
-        for g in &arenas {
-            flat.extend(g.to_vec()?);
-        }
-        world.all_reduce_sum(&mut flat)?;
-        let scale = 1.0 / world.size() as f32;
-        flat.iter_mut().for_each(|v| *v *= scale);
-        let mut at = 0;
-        for g in arenas {
-            g.write(&flat[at..at + g.numel()])?;
-            at += g.numel();
-        }
-        Ok(())
+        crate::dist::mean_in_place(world.as_ref(), &arenas)
     }
 
     /// Optimizer on every trainable arena, then the EMA target; returns the (lr, tau) used.
