@@ -1,10 +1,11 @@
 //! Gradient checks of batch norm (training and eval, affine on and off), its running statistics,
-//! accuracy with a large mean, the split over bindings, and its error paths.
+//! accuracy with a large mean, the split over bindings, ghost batch norm (slices of the batch
+//! normalized on their own), and its error paths.
 
 mod common;
 mod norm_ref;
 
-use byol::ops::{batch_norm, BatchNormState};
+use byol::ops::{batch_norm, ghost_batch_norm, BatchNormState};
 use byol::rng::Rng;
 use byol::{Engine, EngineOptions, Error, Tensor};
 use common::{as_f32_values, assert_close, to_f32};
@@ -323,4 +324,127 @@ fn fused_relu_equals_batch_norm_then_relu() {
         clipped > 100 && passed > 100,
         "both sides of the relu: {clipped}, {passed}"
     );
+}
+
+/// Ghost batch norm against the f64 reference whose statistics sets are (slice, channel): output
+/// and the gradients of x, gamma and beta (finite-difference checked), on awkward shapes, slices
+/// of one sample included.
+#[test]
+fn ghost_batch_norm_matches_reference() {
+    let e = common::engine();
+    let mut rng = Rng::new(48);
+    for (shape, groups) in [
+        (&[6usize, 7][..], 2),
+        (&[9, 33], 3),
+        (&[4, 3, 5, 3], 2),
+        (&[3, 1, 5, 3], 3),
+        (&[7, 3, 2, 2], 7),
+        (&[4, 7, 1, 1], 1),
+    ] {
+        let c = shape[1];
+        for affine in [true, false] {
+            NormCase {
+                name: "ghost batch_norm",
+                shape: shape.to_vec(),
+                reference: NormRef::ghost_batch_norm(shape, groups),
+                gamma: affine,
+                beta: affine,
+                offset: 0.0,
+                x_grad: true,
+                fixed: None,
+            }
+            .run(&e, &mut rng, &|x, g, b| {
+                let state = BatchNormState::new(x.engine(), c)?;
+                ghost_batch_norm(x, g, b, &state, groups, false)
+            });
+        }
+    }
+}
+
+/// The running statistics move by the mean of the slices' PyTorch updates; `--bn-groups` (the
+/// engine's setting) routes training-mode `batch_norm` and `batch_norm_relu` through the ghost
+/// op and leaves eval mode alone; a batch that does not split is an error.
+#[test]
+fn ghost_running_statistics_are_the_mean_of_the_slices() {
+    let e = common::engine_with(EngineOptions::default());
+    let mut rng = Rng::new(49);
+    let (shape, groups) = ([6usize, 5, 2, 3], 3);
+    let c = shape[1];
+    let n: usize = shape.iter().product();
+    let per_slice = [shape[0] / groups, c, 2, 3];
+    let r = NormRef::batch_norm(&per_slice);
+    let mut mean = as_f32_values(&common::rand_vec(&mut rng, c));
+    let mut var = as_f32_values(&(0..c).map(|_| rng.uniform(0.5, 2.0)).collect::<Vec<_>>());
+    let state = state_from(&e, &mean, &var);
+    for call in 1..=2 {
+        let x = as_f32_values(&common::rand_vec(&mut rng, n));
+        let xt = Tensor::from_slice(&e, &to_f32(&x), &shape).unwrap();
+        ghost_batch_norm(&xt, None, None, &state, groups, false).unwrap();
+        let (mut m_sum, mut v_sum) = (vec![0.0; c], vec![0.0; c]);
+        for slice in x.chunks(n / groups) {
+            let (mut m, mut v) = (mean.clone(), var.clone());
+            expected_running(&r, slice, &mut m, &mut v, 0.1);
+            m_sum.iter_mut().zip(&m).for_each(|(s, x)| *s += x);
+            v_sum.iter_mut().zip(&v).for_each(|(s, x)| *s += x);
+        }
+        mean = m_sum.iter().map(|s| s / groups as f64).collect();
+        var = v_sum.iter().map(|s| s / groups as f64).collect();
+        let what = format!("after call {call}");
+        assert_close(
+            &format!("ghost running mean {what}"),
+            &state.running_mean.to_vec().unwrap(),
+            &mean,
+        );
+        assert_close(
+            &format!("ghost running var {what}"),
+            &state.running_var.to_vec().unwrap(),
+            &var,
+        );
+    }
+
+    // The engine's setting: training-mode batch_norm (+ relu) is the ghost op, bit for bit.
+    let x0 = to_f32(&common::rand_vec(&mut rng, n));
+    let x = Tensor::from_slice(&e, &x0, &shape).unwrap();
+    let run = |ghost: bool, relu: bool, training: bool| {
+        let st = BatchNormState::new(&e, c).unwrap();
+        let y = if ghost {
+            ghost_batch_norm(&x, None, None, &st, groups, relu).unwrap()
+        } else if relu {
+            byol::ops::batch_norm_relu(&x, None, None, &st, training).unwrap()
+        } else {
+            batch_norm(&x, None, None, &st, training).unwrap()
+        };
+        (y.to_vec().unwrap(), st.running_var.to_vec().unwrap())
+    };
+    let whole = run(false, false, true);
+    let eval_before = run(false, false, false);
+    e.set_batch_norm_groups(groups);
+    assert_eq!(run(false, false, true), run(true, false, true));
+    assert_eq!(run(false, true, true), run(true, true, true));
+    assert_ne!(
+        run(false, false, true).0,
+        whole.0,
+        "the slices' statistics differ"
+    );
+    assert_eq!(
+        run(false, false, false),
+        eval_before,
+        "eval mode ignores the groups"
+    );
+    e.set_batch_norm_groups(1);
+    assert_eq!(run(false, false, true), whole);
+
+    let st = BatchNormState::new(&e, c).unwrap();
+    for bad in [0, 4] {
+        assert!(matches!(
+            ghost_batch_norm(&x, None, None, &st, bad, false),
+            Err(Error::Shape(_))
+        ));
+    }
+    // Slices of one value per channel have no variance.
+    let flat = Tensor::from_slice(&e, &x0[..6 * c], &[6, c]).unwrap();
+    assert!(matches!(
+        ghost_batch_norm(&flat, None, None, &st, 6, false),
+        Err(Error::Shape(_))
+    ));
 }

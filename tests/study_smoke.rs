@@ -6,6 +6,7 @@ mod common;
 use byol::nn::{EncoderNorm, NormKind};
 use byol::study::{run_study, Preset, StudyOptions};
 use byol::train::config::OptimizerKind;
+use byol::train::TrainConfig;
 use std::time::Instant;
 
 #[test]
@@ -98,7 +99,11 @@ fn variant_groups_and_config_overrides() {
         ["no-bn-sgd", "no-bn-lars", "no-bn-wd", "gn-ws"]
     );
     assert_eq!(names(&["moco", "byol"]), ["byol", "moco"]);
-    assert_eq!(names(&["all"]).len(), 14);
+    assert_eq!(names(&["all"]).len(), 18);
+    assert_eq!(
+        names(&["parallel"]),
+        ["bn-global", "bn-shards-2", "bn-shards-4", "bn-shards-8"]
+    );
     assert!(select(Some(&["bogus".to_string()])).is_err());
 
     // Appendix rows remove batch norm everywhere and pick their optimizer.
@@ -121,6 +126,32 @@ fn variant_groups_and_config_overrides() {
     for v in select(Some(&["beyond".to_string()])).unwrap() {
         v.config(&base, Preset::Quick).validate().unwrap();
     }
+    // Parallel rows: batch norm over B / shards. In one process that is ghost batch norm; on R
+    // ranks each rank's shard holds shards / R slices, or sync-BN for the whole batch.
+    let parallel = select(Some(&["parallel".to_string()])).unwrap();
+    let bn = |ranks: usize| -> Vec<(usize, bool)> {
+        let base = TrainConfig {
+            ranks,
+            ..base.clone()
+        };
+        parallel
+            .iter()
+            .map(|v| {
+                let c = v.config(&base, Preset::Quick);
+                c.validate().unwrap();
+                (c.bn_groups, c.sync_bn)
+            })
+            .collect()
+    };
+    assert_eq!(bn(1), [(1, false), (2, false), (4, false), (8, false)]);
+    assert_eq!(bn(2), [(1, true), (1, false), (2, false), (4, false)]);
+    assert!(parallel.iter().all(|v| v.check_ranks(2).is_ok()));
+    let err = parallel[1]
+        .check_ranks(4)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("B/2 cannot run on 4 ranks"), "{err}");
 
     let set = |kv: &[&str]| {
         let kv: Vec<String> = kv.iter().map(|s| s.to_string()).collect();

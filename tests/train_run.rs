@@ -207,11 +207,30 @@ fn bad_configurations_are_errors() {
             ..tiny()
         },
         TrainConfig { lr: -1.0, ..tiny() },
+        TrainConfig {
+            bn_groups: 0,
+            ..tiny()
+        },
     ] {
         assert!(
             train(&e, &cfg, &dir, false, false).is_err(),
             "{cfg:?} was accepted"
         );
+    }
+    // Ghost batch norm needs equal slices of at least 2 images, and not --sync-bn beside it.
+    let b = tiny().batch_size;
+    for (groups, sync, says) in [
+        (3, false, "equal groups of at least 2 images"),
+        (b, false, "equal groups of at least 2 images"),
+        (2, true, "exclude each other"),
+    ] {
+        let cfg = TrainConfig {
+            bn_groups: groups,
+            sync_bn: sync,
+            ..tiny()
+        };
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains(says), "--bn-groups {groups}: {err}");
     }
     // Resuming with different flags is refused.
     let ok = TrainConfig {

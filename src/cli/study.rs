@@ -23,7 +23,8 @@ pub struct StudyArgs {
     pub epochs: Option<usize>,
     /// Comma-separated variants or groups (default: seed). Groups: seed (contrastive, byol,
     /// proj-bn, pred-bn, no-norm, layer-norm, random), appendix (no-bn-sgd, no-bn-lars, no-bn-wd,
-    /// gn-ws), beyond (simsiam, moco, simclr), all.
+    /// gn-ws), beyond (simsiam, moco, simclr), parallel (bn-global, bn-shards-2, bn-shards-4,
+    /// bn-shards-8: batch norm over B, B/2, B/4, B/8), all.
     #[arg(long, value_delimiter = ',')]
     pub variants: Option<Vec<String>>,
     /// Overrides one field of the preset's config.json, e.g. --set image_size=16 --set lr=0.4
@@ -41,8 +42,32 @@ pub struct StudyArgs {
     pub quiet: bool,
 }
 
+/// `byol study`, in one process or as every rank of `mpirun -np R byol study ...`: each variant
+/// then trains data-parallel, rank 0 alone writing the study directory.
 pub fn run(args: &StudyArgs, dev: &super::Device) -> Result<()> {
-    let engine = dev.open()?;
+    let world = crate::dist::init()?;
+    let result = run_rank(args, dev, world.clone());
+    if let (Err(e), Some(_)) = (&result, &world) {
+        // The other ranks would wait for this one forever: stop them all.
+        crate::dist::fail(world.as_ref(), &e.to_string());
+    }
+    result
+}
+
+fn run_rank(
+    args: &StudyArgs,
+    dev: &super::Device,
+    world: Option<std::rc::Rc<dyn crate::engine::Collective>>,
+) -> Result<()> {
+    let rank = world.as_ref().map_or(0, |w| w.rank());
+    let engine = dev.open_slot(rank)?;
+    if let Some(w) = &world {
+        engine.set_distributed(crate::engine::Distributed {
+            world: w.clone(),
+            sync_batch_norm: false,
+        });
+    }
+    let quiet = args.quiet || rank != 0;
     let opts = StudyOptions {
         preset: Preset::parse(&args.preset)?,
         dataset: args.dataset.clone(),
@@ -51,9 +76,9 @@ pub fn run(args: &StudyArgs, dev: &super::Device) -> Result<()> {
         variants: args.variants.clone(),
         overrides: args.overrides.clone(),
         seeds: args.seeds,
-        progress: !args.quiet,
+        progress: !quiet,
     };
-    if !args.quiet {
+    if !quiet {
         eprintln!("adapter: {}", engine.adapter_name());
         if engine.gpu().is_software() && !matches!(opts.preset, Preset::Smoke | Preset::Cpu) {
             eprintln!(
@@ -63,6 +88,9 @@ pub fn run(args: &StudyArgs, dev: &super::Device) -> Result<()> {
         }
     }
     let s = study::run_study(&engine, &opts)?;
+    if rank != 0 {
+        return Ok(());
+    }
     println!("{}", study::table(&s));
     println!(
         "results in {} (results.json, table.md, accuracy.png, cosine.png, std.png, rank.png)",

@@ -127,6 +127,11 @@ pub struct TrainArgs {
     /// 1/R of it (what PyTorch DDP does without SyncBatchNorm).
     #[arg(long)]
     pub sync_bn: bool,
+    /// Ghost batch norm: training-mode batch norm normalizes each of G equal slices of the
+    /// batch with the slice's own statistics (one process then sees what G ranks without
+    /// --sync-bn see; the per-rank batch as a variable of the study).
+    #[arg(long, default_value_t = d().bn_groups, value_name = "G")]
+    pub bn_groups: usize,
     /// Run directory (default runs/METHOD-DATASET-TIME).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -198,6 +203,7 @@ impl TrainArgs {
                 .map(|p| p.to_string_lossy().into_owned()),
             ranks: 1,
             sync_bn: self.sync_bn,
+            bn_groups: self.bn_groups,
         }
     }
 }
@@ -338,10 +344,21 @@ fn run_rank(
                 cfg.batch_size / ranks,
                 cfg.batch_size,
                 if cfg.sync_bn {
-                    "the global batch (--sync-bn)"
+                    "the global batch (--sync-bn)".to_string()
+                } else if cfg.bn_groups > 1 {
+                    format!(
+                        "slices of {} images (--bn-groups)",
+                        cfg.batch_size / ranks / cfg.bn_groups
+                    )
                 } else {
-                    "each rank's shard"
+                    "each rank's shard".to_string()
                 }
+            );
+        } else if cfg.bn_groups > 1 {
+            eprintln!(
+                "ghost batch norm: each of {} slices of {} images normalized on its own (--bn-groups)",
+                cfg.bn_groups,
+                cfg.batch_size / cfg.bn_groups
             );
         }
         if !cpu_sized.is_empty() {

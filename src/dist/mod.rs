@@ -114,18 +114,29 @@ pub fn average_running_stats(world: &dyn Collective, states: &[&BatchNormState])
     mean_in_place(world, &tensors)
 }
 
-/// Rank 0's decisions, made the same on every rank: each flag is true where rank 0's is (a
-/// checkpoint or a stop must happen at the same step everywhere, and only rank 0's clock and
-/// Ctrl-C decide).
-pub fn rank0_flags<const N: usize>(world: &dyn Collective, flags: [bool; N]) -> Result<[bool; N]> {
-    let mut v = [0.0f32; N];
+/// One step's decisions, made the same on every rank in one small all-reduce: each of
+/// `rank0` is true where rank 0's is (a checkpoint or a stop must happen at the same step
+/// everywhere, and only rank 0's clock and Ctrl-C decide); `any` is true on every rank if it is
+/// on one (a rank whose loss diverged stops them all at this step).
+pub fn step_flags<const N: usize>(
+    world: &dyn Collective,
+    rank0: [bool; N],
+    any: bool,
+) -> Result<([bool; N], bool)> {
+    let mut v = vec![0.0f32; N + 1];
     if world.rank() == 0 {
-        for (x, f) in v.iter_mut().zip(flags) {
+        for (x, f) in v.iter_mut().zip(rank0) {
             *x = f as u8 as f32;
         }
     }
+    v[N] = any as u8 as f32;
     world.all_reduce_sum(&mut v)?;
-    Ok(v.map(|x| x > 0.5))
+    Ok((std::array::from_fn(|i| v[i] > 0.5), v[N] > 0.5))
+}
+
+/// Rank 0's decisions alone (see [`step_flags`]).
+pub fn rank0_flags<const N: usize>(world: &dyn Collective, flags: [bool; N]) -> Result<[bool; N]> {
+    Ok(step_flags(world, flags, false)?.0)
 }
 
 /// The mean over ranks of per-rank means (each rank's shard is the same size).

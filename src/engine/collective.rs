@@ -1,4 +1,5 @@
-//! What the engine needs of the other processes of a data-parallel run: sums across ranks.
+//! What the engine needs of the other processes of a data-parallel run: sums across ranks; and
+//! over which images batch norm takes its statistics (all ranks, one rank, or slices of a batch).
 //!
 //! The trait lives here, at the bottom, so that ops (synchronized batch norm) and the trainer (the
 //! gradient all-reduce) can use it; `crate::dist` implements it over MPI above them.
@@ -51,6 +52,24 @@ impl Engine {
         d.as_ref()
             .filter(|d| d.sync_batch_norm && d.world.size() > 1)
             .map(|d| d.world.clone())
+    }
+
+    /// Turns synchronized batch norm on or off for the run's ranks (each training config says).
+    pub fn set_sync_batch_norm(&self, on: bool) {
+        if let Some(d) = self.0.distributed.borrow_mut().as_mut() {
+            d.sync_batch_norm = on;
+        }
+    }
+
+    /// Makes training-mode batch norm normalize each of `groups` equal slices of every batch on
+    /// its own (ghost batch norm): one process that sees what R ranks without `--sync-bn` see.
+    pub fn set_batch_norm_groups(&self, groups: usize) {
+        self.0.batch_norm_groups.set(groups.max(1));
+    }
+
+    /// The slices training-mode batch norm normalizes separately (1: the whole batch).
+    pub fn batch_norm_groups(&self) -> usize {
+        self.0.batch_norm_groups.get()
     }
 
     /// This process's rank (0 when not distributed).

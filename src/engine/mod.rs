@@ -155,6 +155,9 @@ pub(crate) struct EngineInner {
     options: EngineOptions,
     /// Set when this engine is one rank of a data-parallel run (`collective`).
     distributed: RefCell<Option<Distributed>>,
+    /// Training-mode batch norm normalizes each of this many slices of the batch on its own
+    /// (ghost batch norm, `--bn-groups`); 1 is the whole batch.
+    batch_norm_groups: Cell<usize>,
 }
 
 static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
@@ -230,6 +233,7 @@ impl Engine {
             tuner: RefCell::new(tuner),
             options,
             distributed: RefCell::new(None),
+            batch_norm_groups: Cell::new(1),
         })))
     }
 

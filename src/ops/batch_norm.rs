@@ -5,9 +5,11 @@
 //! `moments`). Training normalizes with the batch's biased variance and updates the running
 //! statistics in place with its unbiased variance, as PyTorch does. The backward is the fused form:
 //! one per-channel reduction of dy and dy * xhat, then one elementwise pass. `batch_norm_relu`
-//! applies a following relu in the normalize pass.
+//! applies a following relu in the normalize pass. `ghost_batch_norm` normalizes each of G equal
+//! slices of the batch with its own statistics (what R data-parallel ranks without `--sync-bn` do).
 
 use super::check_f32;
+use super::elementwise::{add_raw, copy_into, scale_into};
 use super::moments::{
     check_affine, check_eps, group_grad_sums, group_stats, group_stats_across, run_chunked,
     sum_across, Bind, ChunkedParams, GroupView, NORM_EPS,
@@ -152,6 +154,65 @@ pub fn batch_norm_relu(
     batch_norm_with(x, gamma, beta, state, training, true)
 }
 
+/// Ghost batch norm in training mode: each of `groups` equal, contiguous slices of the batch
+/// (along axis 0) is normalized with its own statistics, as `groups` data-parallel ranks without
+/// synchronized batch norm would each normalize their shard. The running statistics move by the
+/// mean of the slices' updates (the update is linear, so this is the mean of what each rank
+/// would hold). `relu` applies max(y, 0) as `batch_norm_relu` does.
+pub fn ghost_batch_norm(
+    x: &Tensor,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    state: &BatchNormState,
+    groups: usize,
+    relu: bool,
+) -> Result<Tensor> {
+    check(x, gamma, beta, state)?;
+    let n = x.shape()[0];
+    if groups == 0 || !n.is_multiple_of(groups) {
+        return Err(Error::Shape(format!(
+            "batch_norm: a batch of {n} does not split into {groups} equal groups"
+        )));
+    }
+    if groups == 1 {
+        return batch_norm_over(x, gamma, beta, state, true, relu, None);
+    }
+    if x.engine().batch_norm_ranks().is_some() {
+        return Err(Error::Invalid(
+            "batch_norm: ghost groups and statistics across ranks (--sync-bn) exclude each other"
+                .into(),
+        ));
+    }
+    let slices = super::split0(x, &vec![n / groups; groups])?;
+    let mut outs = Vec::with_capacity(groups);
+    let mut sums: Option<(Tensor, Tensor)> = None;
+    for slice in &slices {
+        // Each slice updates its own copy of the running statistics.
+        let own = BatchNormState {
+            running_mean: state.running_mean.empty_like()?,
+            running_var: state.running_var.empty_like()?,
+            ..state.clone()
+        };
+        copy_into(&own.running_mean, &state.running_mean)?;
+        copy_into(&own.running_var, &state.running_var)?;
+        outs.push(batch_norm_over(slice, gamma, beta, &own, true, relu, None)?);
+        sums = Some(match sums {
+            None => (own.running_mean, own.running_var),
+            Some((m, v)) => (
+                add_raw(&m, &own.running_mean)?,
+                add_raw(&v, &own.running_var)?,
+            ),
+        });
+    }
+    let (m, v) = sums.expect("at least two groups");
+    // Summed then scaled, in the order the ranks' average takes (`dist::mean_in_place`).
+    let inv = 1.0 / groups as f32;
+    scale_into(&state.running_mean, &m, inv)?;
+    scale_into(&state.running_var, &v, inv)?;
+    let refs: Vec<&Tensor> = outs.iter().collect();
+    super::concat0(&refs)
+}
+
 fn batch_norm_with(
     x: &Tensor,
     gamma: Option<&Tensor>,
@@ -160,14 +221,32 @@ fn batch_norm_with(
     training: bool,
     relu: bool,
 ) -> Result<Tensor> {
-    let view = check(x, gamma, beta, state)?;
     let engine = x.engine();
+    let groups = engine.batch_norm_groups();
+    if training && groups > 1 {
+        return ghost_batch_norm(x, gamma, beta, state, groups, relu);
+    }
     // Synchronized batch norm: statistics (and backward sums) over every rank's batch.
     let ranks = if training {
         engine.batch_norm_ranks()
     } else {
         None
     };
+    batch_norm_over(x, gamma, beta, state, training, relu, ranks)
+}
+
+/// Batch norm over the whole of `x` (and, with `ranks`, every rank's batch).
+fn batch_norm_over(
+    x: &Tensor,
+    gamma: Option<&Tensor>,
+    beta: Option<&Tensor>,
+    state: &BatchNormState,
+    training: bool,
+    relu: bool,
+    ranks: Option<std::rc::Rc<dyn crate::engine::Collective>>,
+) -> Result<Tensor> {
+    let view = check(x, gamma, beta, state)?;
+    let engine = x.engine();
     let world_size = ranks.as_ref().map_or(1, |w| w.size());
     let (c, inner, count) = (view.groups, view.inner, view.count() * world_size);
     let words = BatchNormParams {

@@ -57,9 +57,19 @@ pub(crate) fn add_into(out: &Tensor, a: &Tensor, b: &Tensor) -> Result<()> {
 /// out <- x into an existing tensor (not recorded), as a dispatch (a buffer copy would end the
 /// open compute pass). Multiplying by 1 is exact in f32.
 pub(crate) fn copy_into(out: &Tensor, x: &Tensor) -> Result<()> {
-    check_f32("copy_into", &[out, x])?;
-    check_same_shape("copy_into", out, x)?;
-    launch("scale", &[x], out, 1.0f32.to_bits())
+    scale_into(out, x, 1.0)
+}
+
+/// out <- s * x into an existing tensor (not recorded).
+pub(crate) fn scale_into(out: &Tensor, x: &Tensor, s: f32) -> Result<()> {
+    check_f32("scale_into", &[out, x])?;
+    check_same_shape("scale_into", out, x)?;
+    launch("scale", &[x], out, s.to_bits())
+}
+
+/// a + b (not recorded).
+pub(crate) fn add_raw(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    binary_raw("add", a, b)
 }
 
 /// a + b (same shape).

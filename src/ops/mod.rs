@@ -23,7 +23,7 @@ pub mod pooling;
 pub mod reduce;
 pub mod weight_std;
 
-pub use batch_norm::{batch_norm, batch_norm_relu, BatchNormState};
+pub use batch_norm::{batch_norm, batch_norm_relu, ghost_batch_norm, BatchNormState};
 pub use bias::bias_add;
 pub use byol_loss::byol_loss;
 pub use concat::{concat0, narrow0, split0};

@@ -231,7 +231,9 @@ pub fn run_study(engine: &Engine, opts: &StudyOptions) -> Result<StudyResults> {
     if let Some(e) = opts.epochs {
         base.epochs = e;
     }
-    let base = apply_overrides(base, &opts.overrides)?;
+    let mut base = apply_overrides(base, &opts.overrides)?;
+    // Under `mpirun -np R` every variant trains on R ranks (rank 0 writes the study).
+    base.ranks = engine.ranks();
     base.validate()?;
     let chosen = select(opts.variants.as_deref())?;
     if opts.seeds == 0 {
@@ -275,10 +277,18 @@ pub fn run_study(engine: &Engine, opts: &StudyOptions) -> Result<StudyResults> {
             .unwrap_or(0),
         wall_seconds: t0.elapsed().as_secs_f64(),
         train_seconds,
-        summary: summary::summarize(&results, &later_seeds),
+        summary: Vec::new(),
         seeds,
         variants: results,
         later_seeds,
+    };
+    // Only rank 0 has the results (the other ranks of a data-parallel study only trained).
+    if engine.rank() != 0 {
+        return Ok(study);
+    }
+    let study = StudyResults {
+        summary: summary::summarize(&study.variants, &study.later_seeds),
+        ..study
     };
     write_outputs(&opts.out, &study)?;
     Ok(study)
@@ -302,20 +312,27 @@ fn run_variant(
     opts: &StudyOptions,
     dir: &Path,
 ) -> Result<VariantResult> {
+    v.check_ranks(base.ranks)?;
     let cfg = v.config(base, opts.preset);
     if opts.progress {
         eprintln!("== {}, seed {} ({})", v.name, cfg.seed, dir.display());
     }
     cfg.validate()
         .map_err(|e| Error::Invalid(format!("variant {}: {e}", v.slug)))?;
+    if engine.rank() != 0 {
+        return follow_variant(engine, v, &cfg, dir);
+    }
     let r = match v.method {
         // A variant that diverges is a result (the table says so), not the end of the study.
         // Its note keeps a rerun of the study from training it into the same NaN again.
         Some(_) => match std::fs::read_to_string(dir.join(DIVERGED_NOTE)) {
-            Ok(m) => VariantResult {
-                diverged: Some(m),
-                ..finished(v, &cfg, dir)?
-            },
+            Ok(m) => {
+                plan(engine, &cfg, dir)?;
+                VariantResult {
+                    diverged: Some(m),
+                    ..finished(v, &cfg, dir)?
+                }
+            }
             Err(_) => match run_trained(engine, v, &cfg, dir, opts.progress) {
                 Err(Error::Diverged(m)) => {
                     eprintln!("{}: {m}", v.name);
@@ -380,6 +397,48 @@ pub fn apply_overrides(base: TrainConfig, overrides: &[String]) -> Result<TrainC
     serde_json::from_value(json).map_err(|e| Error::Invalid(e.to_string()))
 }
 
+/// Whether a trained variant trains now, and whether from its checkpoint: rank 0 reads its
+/// directory (a diverged note, a checkpoint, finished epochs) and every rank of a data-parallel
+/// study follows that decision, so that all enter (or skip) the same training.
+fn plan(engine: &Engine, cfg: &TrainConfig, dir: &Path) -> Result<(bool, bool)> {
+    let mine = if engine.rank() == 0 {
+        let resume = dir.join("checkpoint.bin").exists();
+        let done = read_metrics(&dir.join("metrics.jsonl"))?.len();
+        let diverged = dir.join(DIVERGED_NOTE).exists();
+        let finished = resume && done >= cfg.epochs;
+        [!(diverged || finished), resume]
+    } else {
+        [false, false]
+    };
+    let [train, resume] = match engine.collective() {
+        Some(w) => crate::dist::rank0_flags(w.as_ref(), mine)?,
+        None => mine,
+    };
+    Ok((train, resume))
+}
+
+/// A variant on a rank other than 0: it trains where rank 0 does and writes nothing (a
+/// divergence is rank 0's to record; the random baseline and evaluations are rank 0's alone).
+fn follow_variant(
+    engine: &Engine,
+    v: &Variant,
+    cfg: &TrainConfig,
+    dir: &Path,
+) -> Result<VariantResult> {
+    if v.method.is_some() {
+        let (train, resume) = plan(engine, cfg, dir)?;
+        if train {
+            match train::train_with(engine, cfg, dir, resume, &train::RunControl::default()) {
+                Err(Error::Diverged(_)) => {}
+                r => {
+                    r?;
+                }
+            }
+        }
+    }
+    Ok(describe(v, cfg))
+}
+
 /// Trains a variant, continuing its checkpoint if there is one; skips one already finished.
 fn run_trained(
     engine: &Engine,
@@ -388,9 +447,7 @@ fn run_trained(
     dir: &Path,
     progress: bool,
 ) -> Result<VariantResult> {
-    let resume = dir.join("checkpoint.bin").exists();
-    let done = read_metrics(&dir.join("metrics.jsonl"))?.len();
-    let ran_now = !(resume && done >= cfg.epochs);
+    let (ran_now, resume) = plan(engine, cfg, dir)?;
     if ran_now {
         // Variants with one encoder and evaluation share one random baseline (the study's
         // `baselines/` folder), computed by the first of them.

@@ -214,11 +214,14 @@ impl Axes {
     }
 }
 
-/// Ticks every `step` covering [lo, hi].
+/// Ticks every `step` covering [lo, hi] (none for a span that is not finite; at most 100).
 fn ticks(lo: f64, hi: f64, step: f64, decimals: usize) -> Vec<(f64, String)> {
     let mut v = Vec::new();
+    if !(lo.is_finite() && hi.is_finite() && step.is_finite() && step > 0.0) {
+        return v;
+    }
     let mut t = (lo / step).ceil() * step;
-    while t <= hi + step * 1e-6 {
+    while t <= hi + step * 1e-6 && v.len() < 100 {
         v.push((t, format!("{t:.decimals$}")));
         t += step;
     }
@@ -332,7 +335,17 @@ fn line_figure(s: &StudyResults, spec: &LineSpec) -> Canvas {
         .iter()
         .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)));
     if ys.is_empty() {
-        (lo, hi) = spec.bounds;
+        // Nothing to draw (e.g. no evaluation ran): an empty frame of a sensible height.
+        lo = if spec.bounds.0.is_finite() {
+            spec.bounds.0
+        } else {
+            0.0
+        };
+        hi = if spec.bounds.1 < 1e6 {
+            spec.bounds.1
+        } else {
+            lo + 1.0
+        };
     }
     let span = hi - lo;
     let step = nice_step(if span > 0.0 { span } else { hi.abs().max(1e-3) }, 5.0);
@@ -615,4 +628,34 @@ pub fn cosine_figure(s: &StudyResults) -> Canvas {
     c.rect(lx + 140, 38, lx + 154, 52, RED);
     c.text(lx + 160, 39, "NEGATIVES", 2, BLACK);
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A study with nothing to plot (no variant, or no evaluation ran) still draws every figure,
+    /// in bounded time: the rank figure's open upper bound once made its ticks loop forever.
+    #[test]
+    fn figures_of_an_empty_study_are_drawn() {
+        let s = StudyResults {
+            preset: "smoke".into(),
+            dataset: "synthetic".into(),
+            adapter: "none".into(),
+            epochs: 2,
+            classes: 10,
+            wall_seconds: 0.0,
+            train_seconds: 0.0,
+            seeds: vec![0],
+            variants: Vec::new(),
+            later_seeds: Vec::new(),
+            summary: Vec::new(),
+        };
+        for fig in [accuracy_figure, cosine_figure, std_figure, rank_figure] {
+            fig(&s);
+        }
+        assert!(ticks(0.0, f64::MAX, 1.0, 0).len() <= 100);
+        assert!(ticks(0.0, f64::INFINITY, 1.0, 0).is_empty());
+        assert_eq!(ticks(0.0, 1.0, 0.5, 1).len(), 3);
+    }
 }

@@ -17,6 +17,10 @@ pub enum Group {
     Appendix,
     /// Other methods on the same encoder and data.
     Beyond,
+    /// BYOL with batch norm over the global batch B against batch norm over B/R, as R
+    /// data-parallel ranks without synchronized batch norm see it: the batch that batch norm's
+    /// implicit contrast spans, as a variable.
+    Parallel,
 }
 
 impl Group {
@@ -25,6 +29,7 @@ impl Group {
             Group::Seed => "seed",
             Group::Appendix => "appendix",
             Group::Beyond => "beyond",
+            Group::Parallel => "parallel",
         }
     }
 }
@@ -45,6 +50,10 @@ pub struct Variant {
     pub weight_decay: Option<f32>,
     /// The seed's linear accuracy (%) after 10 epochs on STL-10, for its own rows.
     pub seed_accuracy: Option<f64>,
+    /// The `parallel` group: batch norm normalizes each of this many equal slices of the global
+    /// batch on its own (1: the whole batch). In one process that is `--bn-groups`; under
+    /// `mpirun -np R` each rank's shard is one slice or more (`--sync-bn` for 1).
+    pub bn_shards: Option<usize>,
 }
 
 /// A seed-table row: only the method and the MLP norms change.
@@ -66,6 +75,7 @@ fn row(
         optimizer: None,
         weight_decay: None,
         seed_accuracy: Some(seed_accuracy),
+        bn_shards: None,
     }
 }
 
@@ -88,6 +98,7 @@ fn appendix(
         optimizer: Some(optimizer),
         weight_decay: Some(weight_decay),
         seed_accuracy: None,
+        bn_shards: None,
     }
 }
 
@@ -109,6 +120,16 @@ fn beyond(
         optimizer: None,
         weight_decay: None,
         seed_accuracy: None,
+        bn_shards: None,
+    }
+}
+
+/// A `parallel` row: BYOL (batch norm in both MLPs) with batch norm over B / `shards` images.
+fn shards(slug: &'static str, name: &'static str, shards: usize) -> Variant {
+    Variant {
+        group: Group::Parallel,
+        bn_shards: Some(shards),
+        ..beyond(slug, name, Method::Byol, (NormKind::Batch, NormKind::Batch))
     }
 }
 
@@ -213,6 +234,11 @@ pub fn variants() -> Vec<Variant> {
             Method::SimClr,
             (NormKind::Batch, NormKind::None),
         ),
+        // DDP's default makes the per-rank batch the batch norm batch.
+        shards("bn-global", "BYOL, BN over B (sync-BN)", 1),
+        shards("bn-shards-2", "BYOL, BN over B/2 (2 ranks)", 2),
+        shards("bn-shards-4", "BYOL, BN over B/4 (4 ranks)", 4),
+        shards("bn-shards-8", "BYOL, BN over B/8 (8 ranks)", 8),
     ]
 }
 
@@ -222,14 +248,14 @@ pub fn select(names: Option<&[String]>) -> Result<Vec<Variant>> {
     let all = variants();
     let default = [Group::Seed.name().to_string()];
     let names = names.unwrap_or(&default);
-    let groups = [Group::Seed, Group::Appendix, Group::Beyond];
+    let groups = [Group::Seed, Group::Appendix, Group::Beyond, Group::Parallel];
     for n in names {
         let known =
             n == "all" || groups.iter().any(|g| g.name() == n) || all.iter().any(|v| v.slug == n);
         if !known {
             let slugs: Vec<_> = all.iter().map(|v| v.slug).collect();
             return Err(Error::Invalid(format!(
-                "unknown variant {n:?}: use all, seed, appendix, beyond or some of {}",
+                "unknown variant {n:?}: use all, seed, appendix, beyond, parallel or some of {}",
                 slugs.join(",")
             )));
         }
@@ -264,11 +290,32 @@ impl Variant {
         if let Some(wd) = self.weight_decay {
             cfg.weight_decay = wd;
         }
+        if let Some(shards) = self.bn_shards {
+            // Each of R ranks holds 1/R of the batch: shards/R slices of it each, or all ranks'
+            // statistics together for one shard. (1 < shards < R cannot be said: `check_ranks`.)
+            let ranks = cfg.ranks.max(1);
+            cfg.sync_bn = ranks > 1 && shards == 1;
+            cfg.bn_groups = if cfg.sync_bn { 1 } else { shards / ranks };
+        }
         // The seed trained its contrastive row at lr 0.02 (its BYOL rows at 0.8).
         if preset == Preset::Seed && self.method == Some(Method::Contrastive) {
             cfg.lr = 0.02;
         }
         cfg
+    }
+
+    /// Whether this variant can run on `ranks` data-parallel ranks: a `parallel` row of S
+    /// shards needs S = 1 (sync-BN) or S a multiple of R.
+    pub fn check_ranks(&self, ranks: usize) -> Result<()> {
+        match self.bn_shards {
+            Some(s) if s > 1 && !s.is_multiple_of(ranks.max(1)) => Err(Error::Invalid(format!(
+                "variant {}: batch norm over B/{s} cannot run on {ranks} ranks (each rank's \
+                 shard is B/{ranks}); run it with a number of ranks that divides {s}, or in \
+                 one process",
+                self.slug
+            ))),
+            _ => Ok(()),
+        }
     }
 
     pub fn loss_name(&self) -> &'static str {

@@ -109,6 +109,15 @@ pub struct TrainConfig {
     /// each rank's shard.
     #[serde(default)]
     pub sync_bn: bool,
+    /// Ghost batch norm (`--bn-groups G`): training-mode batch norm normalizes each of G equal
+    /// slices of a process's batch with the slice's own statistics. One process with G = R sees
+    /// what R ranks without `--sync-bn` see.
+    #[serde(default = "one_group")]
+    pub bn_groups: usize,
+}
+
+fn one_group() -> usize {
+    1
 }
 
 fn one_rank() -> usize {
@@ -154,6 +163,7 @@ impl Default for TrainConfig {
             init_from: None,
             ranks: 1,
             sync_bn: false,
+            bn_groups: 1,
         }
     }
 }
@@ -185,6 +195,24 @@ impl TrainConfig {
                  at least 2 images each",
                 self.batch_size, self.ranks
             ));
+        }
+        let per_process = self.batch_size / self.ranks;
+        if self.bn_groups == 0
+            || !per_process.is_multiple_of(self.bn_groups)
+            || per_process / self.bn_groups < 2
+        {
+            return bad(format!(
+                "--bn-groups {} must split each process's batch of {per_process} into equal \
+                 groups of at least 2 images",
+                self.bn_groups
+            ));
+        }
+        if self.bn_groups > 1 && self.sync_bn {
+            return bad(
+                "--bn-groups (batch norm over slices of the batch) and --sync-bn (over the \
+                 global batch) exclude each other"
+                    .into(),
+            );
         }
         if self.epochs == 0 {
             return bad("--epochs must be at least 1".into());

@@ -248,32 +248,63 @@ pub fn train_with(
             seen += batch.len() * engine.ranks();
             in_epoch += 1;
             let step = trainer.step_count();
+            // A divergence seen here ends the run only after the ranks agree on it (below): no
+            // rank may leave the loop while another waits for it in a collective.
+            let mut diverged = None;
             if printer.due(in_epoch == steps_per_epoch) {
                 let loss = done.loss.item()? as f64;
-                check_finite(loss, epoch, step)?;
-                let rate = seen as f64 / elapsed(t0).max(1e-9);
-                let remaining =
-                    (total_steps - step) as f64 * cfg.batch_size as f64 / rate.max(1e-9);
-                printer.print(&format!(
-                    "epoch {}/{} step {in_epoch}/{steps_per_epoch} loss {loss:.4} {rate:.1} img/s ETA {}",
-                    epoch + 1,
-                    cfg.epochs,
-                    format_secs(remaining)
-                ));
+                match check_finite(loss, epoch, step) {
+                    Err(e) => diverged = Some(e),
+                    Ok(()) => {
+                        let rate = seen as f64 / elapsed(t0).max(1e-9);
+                        let remaining =
+                            (total_steps - step) as f64 * cfg.batch_size as f64 / rate.max(1e-9);
+                        printer.print(&format!(
+                            "epoch {}/{} step {in_epoch}/{steps_per_epoch} loss {loss:.4} {rate:.1} img/s ETA {}",
+                            epoch + 1,
+                            cfg.epochs,
+                            format_secs(remaining)
+                        ));
+                    }
+                }
             }
             let stop_asked = ctl.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst))
                 || ctl.stop_after_steps.is_some_and(|n| step >= n);
             let save_due = ctl
                 .checkpoint_every
                 .is_some_and(|every| last_save.elapsed() >= every);
-            // Every rank stops and saves where rank 0 does.
-            let [stop_asked, save_due] = match &world {
-                Some(w) => crate::dist::rank0_flags(w.as_ref(), [stop_asked, save_due])?,
-                None => [stop_asked, save_due],
+            // Every rank stops and saves where rank 0 does, and stops if any rank diverged.
+            let ([stop_asked, save_due], any_diverged) = match &world {
+                Some(w) => {
+                    crate::dist::step_flags(w.as_ref(), [stop_asked, save_due], diverged.is_some())?
+                }
+                None => ([stop_asked, save_due], diverged.is_some()),
             };
+            if any_diverged {
+                printer.finish_line();
+                return Err(diverged.unwrap_or_else(|| {
+                    Error::Diverged(format!(
+                        "another rank's loss became non-finite in epoch {} (step {step})",
+                        epoch + 1
+                    ))
+                }));
+            }
             if in_epoch < steps_per_epoch && (stop_asked || save_due) {
-                // Read back and check the loss first: a diverged state is never saved.
-                check_finite(done.loss.item()? as f64, epoch, step)?;
+                // Read back and check the loss first: a diverged state is never saved (and on
+                // every rank, if one rank's is).
+                let finite = check_finite(done.loss.item()? as f64, epoch, step);
+                let any_bad = match &world {
+                    Some(w) => crate::dist::step_flags(w.as_ref(), [], finite.is_err())?.1,
+                    None => finite.is_err(),
+                };
+                if any_bad {
+                    return Err(finite.err().unwrap_or_else(|| {
+                        Error::Diverged(format!(
+                            "another rank's loss became non-finite in epoch {} (step {step})",
+                            epoch + 1
+                        ))
+                    }));
+                }
                 let here = state::Position {
                     epoch,
                     in_epoch,

@@ -52,6 +52,9 @@ impl Trainer {
             .map(|p| optimizer_for(cfg, p))
             .collect::<Result<_>>()?;
         let total_steps = steps_per_epoch * cfg.epochs;
+        // What training-mode batch norm normalizes over (`--bn-groups`, `--sync-bn`).
+        engine.set_batch_norm_groups(cfg.bn_groups);
+        engine.set_sync_batch_norm(cfg.sync_bn);
         Ok(Trainer {
             engine: engine.clone(),
             model,

@@ -38,6 +38,23 @@ impl NormRef {
         }
     }
 
+    /// Ghost batch norm: statistics per (slice of N / groups samples, channel), affine per
+    /// channel. Set g * C + c is slice g's channel c.
+    pub fn ghost_batch_norm(shape: &[usize], groups: usize) -> NormRef {
+        let (n, c, inner) = nci(shape);
+        let per = n / groups;
+        let total = n * c * inner;
+        NormRef {
+            set_of: (0..total)
+                .map(|i| (i / (c * inner) / per) * c + (i / inner) % c)
+                .collect(),
+            chan_of: (0..total).map(|i| (i / inner) % c).collect(),
+            sets: groups * c,
+            channels: c,
+            eps: 1e-5,
+        }
+    }
+
     /// Statistics per (sample, group of C / groups channels), affine per channel.
     pub fn group_norm(shape: &[usize], groups: usize) -> NormRef {
         let (n, c, inner) = nci(shape);
