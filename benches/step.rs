@@ -18,10 +18,10 @@
 //! measures data).
 
 use byol::data::augment::{augment_batch, upload_images};
+use byol::engine::Distributed;
 use byol::nn::Stem;
 use byol::rng::Rng;
 use byol::train::{TrainConfig, Trainer};
-use byol::engine::Distributed;
 use byol::{ConvVariant, Engine, EngineOptions, TuneMode};
 
 struct StepConfig {

@@ -359,3 +359,37 @@ fn the_parallel_study_group_runs_under_mpirun_as_in_one_process() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+/// A study whose variants diverge under `mpirun -np 2`: rank 0 sees the non-finite loss (it alone
+/// prints), every rank stops at that step, the divergence is recorded and the study goes on to
+/// the next variant in lockstep and finishes, instead of one rank waiting for the other forever.
+#[test]
+fn a_divergence_under_mpirun_stops_every_rank_and_the_study_goes_on() {
+    let out = scratch("study-diverge");
+    let mut c = mpirun();
+    c.env("BYOL_MPI_TIMEOUT", "60")
+        .args(["-np", "2", byol_bin(), "study", "--preset", "smoke"])
+        .args(["--variants", "bn-global,bn-shards-2", "--epochs", "1"])
+        .args(["--set", "lr=1e9", "--set", "lr_scale=false"])
+        .args(["--set", "max_steps_per_epoch=3", "--tune=off", "--out"])
+        .arg(&out);
+    let t0 = Instant::now();
+    let o = run(c, "mpirun -np 2 byol study with lr 1e9");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        t0.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        t0.elapsed()
+    );
+    let table = std::fs::read_to_string(out.join("table.md")).unwrap();
+    for name in [
+        "BN over B (sync-BN) (diverged)",
+        "BN over B/2 (2 ranks) (diverged)",
+    ] {
+        assert!(table.contains(name), "{name} missing from:\n{table}");
+    }
+    for slug in ["bn-global", "bn-shards-2"] {
+        assert!(out.join("runs").join(slug).join("diverged.txt").exists());
+    }
+    let _ = std::fs::remove_dir_all(out);
+}

@@ -266,7 +266,9 @@ pub fn run_study(engine: &Engine, opts: &StudyOptions) -> Result<StudyResults> {
         .chain(later_seeds.iter().flatten())
         .flat_map(|r| r.metrics.iter())
         .filter_map(|m| m.get("seconds").and_then(Value::as_f64))
-        .sum();
+        .sum::<f64>()
+        // An empty sum is -0.0, which would print as "-0 s".
+        + 0.0;
     let study = StudyResults {
         preset: opts.preset.name().into(),
         dataset: base.dataset.clone(),
