@@ -1,5 +1,5 @@
 //! Kernel throughput: `cargo bench --bench kernels [-- FILTER] [--samples N] [--batch N]
-//! [--matmul blocked|tiled|vec4-wide|vec4-rows|vec4-rows-wide] [--conv direct|unfold] [--tune]`.
+//! [--matmul blocked|tiled|vec4-wide|vec4-rows|vec4-rows-wide|texture|texture-wide|texture-rows-wide] [--conv direct|unfold] [--tune]`.
 //! With `--tune` each product and convolution pass runs the kernel measured fastest for its shape
 //! (the tune cache, see `byol tune`), and the choices are listed at the end.
 //!
@@ -263,6 +263,12 @@ fn cases(e: &Engine) -> Vec<Case> {
         matmul_case(e, r, "unfold layer1 dcol", 144, 131072, 16, true, false),
         matmul_case(e, r, "unfold layer1 dW", 16, 144, 131072, false, true),
         matmul_case(e, r, "unfold layer3 fwd", 64, 8192, 576, false, false),
+        // The unfolded three-channel stem (K = 27, not a multiple of 4: no vec4 loads), forward
+        // and weight gradient.
+        matmul_case(e, r, "unfold stem fwd", 16, 131072, 27, false, false),
+        matmul_case(e, r, "unfold stem dW", 16, 27, 131072, false, true),
+        // An odd head (no dimension a multiple of 4).
+        matmul_case(e, r, "odd", 257, 1023, 511, false, false),
     ];
     let n = 1 << 24;
     let (x, y) = (random(e, r, &[n]), random(e, r, &[n]));
@@ -364,7 +370,12 @@ fn main() {
                     Some("vec4-wide") => MatmulVariant::Vec4Wide,
                     Some("vec4-rows") => MatmulVariant::Vec4Rows,
                     Some("vec4-rows-wide") => MatmulVariant::Vec4RowsWide,
-                    _ => panic!("--matmul blocked|tiled|vec4-wide|vec4-rows|vec4-rows-wide"),
+                    Some("texture") => MatmulVariant::Texture,
+                    Some("texture-wide") => MatmulVariant::TextureWide,
+                    Some("texture-rows-wide") => MatmulVariant::TextureRowsWide,
+                    _ => panic!(
+                        "--matmul blocked|tiled|vec4-wide|vec4-rows|vec4-rows-wide|texture|texture-wide|texture-rows-wide"
+                    ),
                 };
             }
             "--tune" => tune = TuneMode::On,

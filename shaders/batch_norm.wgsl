@@ -35,8 +35,11 @@ fn index(gid: vec3<u32>) -> u32 {
     return flat_index(gid, p.pitch);
 }
 
+// (start + i) / inner % channels, without the integer divisions that llvmpipe runs lane by lane
+// (two per element cost more than the rest of the pass).
 fn channel(i: u32) -> u32 {
-    return ((p.start + i) / p.inner) % p.channels;
+    let q = div_fast(p.start + i, p.inner);
+    return q - div_fast(q, p.channels) * p.channels;
 }
 
 fn xhat(i: u32, c: u32) -> f32 {

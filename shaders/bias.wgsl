@@ -18,6 +18,8 @@ struct Params {
 fn bias_add(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = flat_index(gid, p.pitch);
     if i >= p.n { return; }
-    let c = ((p.x_base + i) / p.inner) % p.channels;
+    // (x_base + i) / inner % channels without llvmpipe's lane-by-lane integer divisions.
+    let q = div_fast(p.x_base + i, p.inner);
+    let c = q - div_fast(q, p.channels) * p.channels;
     out[i] = x[i] + bias[c];
 }

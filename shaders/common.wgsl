@@ -15,6 +15,14 @@ fn div_small(q: u32, d: u32) -> u32 {
     return u32((f32(q) + 0.5) / f32(d));
 }
 
+// q / d for any q: div_small where it is exact, an integer division beyond.
+fn div_fast(q: u32, d: u32) -> u32 {
+    if q < 8388608u {
+        return div_small(q, d);
+    }
+    return q / d;
+}
+
 // The parameter block of both conv2d kernel families (conv2d.wgsl, conv2d_tiled.wgsl);
 // ConvParams in src/ops/conv2d.rs.
 struct ConvParams {

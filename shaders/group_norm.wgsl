@@ -31,8 +31,14 @@ fn index(gid: vec3<u32>) -> u32 {
     return flat_index(gid, p.pitch);
 }
 
+// Divisions through div_fast: llvmpipe runs u32 `/` and `%` lane by lane.
 fn row(i: u32) -> u32 {
-    return (p.start + i) / p.group_len;
+    return div_fast(p.start + i, p.group_len);
+}
+
+fn channel(i: u32) -> u32 {
+    let q = div_fast(p.start + i, p.inner);
+    return q - div_fast(q, p.channels) * p.channels;
 }
 
 fn xhat(i: u32, s: u32) -> f32 {
@@ -41,7 +47,7 @@ fn xhat(i: u32, s: u32) -> f32 {
 
 fn gamma_of(i: u32) -> f32 {
     if p.has_gamma != 0u {
-        return gamma[((p.start + i) / p.inner) % p.channels];
+        return gamma[channel(i)];
     }
     return 1.0;
 }
@@ -53,7 +59,7 @@ fn normalize(@builtin(global_invocation_id) gid: vec3<u32>) {
     if i >= p.n { return; }
     var y = xhat(i, row(i)) * gamma_of(i);
     if p.has_beta != 0u {
-        y += beta[((p.start + i) / p.inner) % p.channels];
+        y += beta[channel(i)];
     }
     out[i] = y;
 }

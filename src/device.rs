@@ -22,6 +22,9 @@ pub struct Gpu {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// Whether compute shaders may write rgba32float storage textures and fetch from rgba32float
+    /// textures (the operand textures of matmul_texture.wgsl).
+    pub operand_textures: bool,
 }
 
 impl Gpu {
@@ -228,6 +231,16 @@ pub fn open_nth(filter: Option<&str>, nth: usize) -> Result<Gpu> {
     let info = adapter.get_info();
     let limits = adapter.limits();
     let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+    let rgba32 = adapter.get_texture_format_features(wgpu::TextureFormat::Rgba32Float);
+    let operand_textures = rgba32
+        .allowed_usages
+        .contains(wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::TEXTURE_BINDING)
+        && rgba32
+            .flags
+            .contains(wgpu::TextureFormatFeatureFlags::STORAGE_WRITE_ONLY)
+        && limits.max_texture_dimension_2d >= crate::engine::OPERAND_TEXTURE_WIDTH
+        && limits.max_storage_textures_per_shader_stage >= 1
+        && limits.max_sampled_textures_per_shader_stage >= 2;
     let desc = wgpu::DeviceDescriptor {
         label: Some("byol"),
         required_features: features,
@@ -244,5 +257,6 @@ pub fn open_nth(filter: Option<&str>, nth: usize) -> Result<Gpu> {
         info,
         limits,
         features,
+        operand_textures,
     })
 }

@@ -170,6 +170,11 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("matmul_tiled", include_str!("../shaders/matmul_tiled.wgsl")),
     ("matmul_vec4", include_str!("../shaders/matmul_vec4.wgsl")),
+    ("matmul_pack", include_str!("../shaders/matmul_pack.wgsl")),
+    (
+        "matmul_texture",
+        include_str!("../shaders/matmul_texture.wgsl"),
+    ),
     ("optim", include_str!("../shaders/optim.wgsl")),
     ("augment", include_str!("../shaders/augment.wgsl")),
     ("eigen", include_str!("../shaders/eigen.wgsl")),
@@ -221,6 +226,16 @@ pub enum BindingKind {
     Params,
     StorageRead,
     StorageReadWrite,
+    /// A `texture_2d<f32>` read with `textureLoad` (rgba32float, unfilterable).
+    TextureRead,
+    /// A `texture_storage_2d<rgba32float, write>`.
+    TextureWrite,
+}
+
+impl BindingKind {
+    pub fn is_texture(self) -> bool {
+        matches!(self, BindingKind::TextureRead | BindingKind::TextureWrite)
+    }
 }
 
 /// The bindings of one entry point, ascending by binding number (group 0 only).
@@ -256,6 +271,23 @@ pub fn entry_bindings(
                     BindingKind::StorageRead
                 }
             }
+            naga::AddressSpace::Handle => match module.types[var.ty].inner {
+                naga::TypeInner::Image {
+                    class: naga::ImageClass::Sampled { .. },
+                    ..
+                } => BindingKind::TextureRead,
+                naga::TypeInner::Image {
+                    class:
+                        naga::ImageClass::Storage {
+                            format: naga::StorageFormat::Rgba32Float,
+                            ..
+                        },
+                    ..
+                } => BindingKind::TextureWrite,
+                ref other => return Err(Error::Shader(format!(
+                    "{entry}: unsupported handle binding {other:?} (textures are 2-D rgba32float)"
+                ))),
+            },
             other => {
                 return Err(Error::Shader(format!(
                     "{entry}: unsupported binding space {other:?}"
@@ -350,6 +382,16 @@ impl KernelCache {
                         ty: wgpu::BufferBindingType::Storage { read_only: false },
                         has_dynamic_offset: false,
                         min_binding_size: None,
+                    },
+                    BindingKind::TextureRead => wgpu::BindingType::Texture {
+                        sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                        view_dimension: wgpu::TextureViewDimension::D2,
+                        multisampled: false,
+                    },
+                    BindingKind::TextureWrite => wgpu::BindingType::StorageTexture {
+                        access: wgpu::StorageTextureAccess::WriteOnly,
+                        format: wgpu::TextureFormat::Rgba32Float,
+                        view_dimension: wgpu::TextureViewDimension::D2,
                     },
                 },
                 count: None,

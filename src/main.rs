@@ -175,9 +175,17 @@ fn info(filter: Option<&str>) -> byol::Result<()> {
     // The shader files of README's kernel table.
     let matmul = match engine.matmul_variant() {
         byol::MatmulVariant::Tiled => "matmul_tiled.wgsl",
-        _ => "matmul_vec4.wgsl (four block and workgroup shapes, chosen per product by measurement; matmul_blocked.wgsl where vec4 loads do not fit)",
+        _ => "matmul_vec4.wgsl (four block and workgroup shapes, chosen per product by measurement; matmul_blocked.wgsl where vec4 loads do not fit; matmul_texture.wgsl, operands packed into textures, a candidate where the adapter has them)",
     };
     println!("matmul kernel:      {matmul}");
+    println!(
+        "operand textures:   {}",
+        if engine.has_operand_textures() {
+            "yes (rgba32float storage writes: the texture matmul is a candidate)"
+        } else {
+            "no (the texture matmul does not run here)"
+        }
+    );
     println!(
         "conv2d kernels:     direct {}.wgsl or unfolded conv2d_unfold.wgsl + matmul, per pass and shape by measurement (`byol tune`)",
         byol::ops::conv2d::shader(&engine)

@@ -1,6 +1,6 @@
 //! Gradient checks of A·B, Aᵀ·B, A·Bᵀ (and Aᵀ·Bᵀ), 2-D and batched, for every kernel (scalar and
-//! vec4 barrier-free blocks in each block and workgroup shape, workgroup-memory tiles), at sizes
-//! that are not multiples of any tile.
+//! vec4 barrier-free blocks in each block and workgroup shape, workgroup-memory tiles, operands
+//! packed into textures), at sizes that are not multiples of any tile.
 
 mod common;
 use byol::ops::matmul::gemm;
@@ -142,6 +142,33 @@ fn vec4_row_workgroups_with_wide_blocks_match_reference() {
     all_shapes(MatmulVariant::Vec4RowsWide);
 }
 
+// The texture kernels pack any operands (transposed, unaligned, offset windows), so every shape
+// runs them; the adapter must have them (the tests fail rather than fall back silently).
+fn texture_shapes(variant: MatmulVariant) {
+    let e = common::engine_variant(variant);
+    assert!(
+        e.has_operand_textures(),
+        "{} has no rgba32float storage textures",
+        e.adapter_name()
+    );
+    all_shapes(variant);
+}
+
+#[test]
+fn texture_kernel_matches_reference() {
+    texture_shapes(MatmulVariant::Texture);
+}
+
+#[test]
+fn texture_wide_blocks_match_reference() {
+    texture_shapes(MatmulVariant::TextureWide);
+}
+
+#[test]
+fn texture_row_workgroups_with_wide_blocks_match_reference() {
+    texture_shapes(MatmulVariant::TextureRowsWide);
+}
+
 #[test]
 fn operands_larger_than_a_binding_are_split() {
     // A 4 KiB binding limit forces the row split (A·B) and the K split with accumulation (Aᵀ·B).
@@ -151,6 +178,9 @@ fn operands_larger_than_a_binding_are_split() {
         MatmulVariant::Vec4Wide,
         MatmulVariant::Vec4Rows,
         MatmulVariant::Vec4RowsWide,
+        MatmulVariant::Texture,
+        MatmulVariant::TextureWide,
+        MatmulVariant::TextureRowsWide,
     ] {
         let e = common::engine_with(EngineOptions {
             binding_limit: Some(4096),

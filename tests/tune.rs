@@ -192,14 +192,19 @@ fn a_product_runs_the_kernel_measured_fastest_and_computes_what_it_computes() {
     assert_eq!(choices.len(), 1, "{choices:?}");
     let c = &choices[0];
     assert_eq!(c.source, ChoiceSource::Measured);
-    // Every kernel that can read aligned operands: four vec4 shapes and the tiles.
-    assert_eq!(c.timings.len(), 5, "{c:?}");
+    // Every kernel that can read aligned operands: four vec4 shapes, the tiles and, where the
+    // adapter has operand textures, the three texture kernels.
+    let textures = if e.has_operand_textures() { 3 } else { 0 };
+    assert_eq!(c.timings.len(), 5 + textures, "{c:?}");
     let variant = match c.kernel.as_str() {
         "vec4" => MatmulVariant::Blocked,
         "vec4-wide" => MatmulVariant::Vec4Wide,
         "vec4-rows" => MatmulVariant::Vec4Rows,
         "vec4-rows-wide" => MatmulVariant::Vec4RowsWide,
         "tiled" => MatmulVariant::Tiled,
+        "texture" => MatmulVariant::Texture,
+        "texture-wide" => MatmulVariant::TextureWide,
+        "texture-rows-wide" => MatmulVariant::TextureRowsWide,
         k => panic!("unknown kernel {k}"),
     };
     let forced = common::engine_with(EngineOptions {

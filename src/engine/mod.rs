@@ -20,11 +20,13 @@ use std::sync::{Arc, Mutex};
 
 mod collective;
 mod recorder;
+mod textures;
 mod timing;
 mod transfer;
 mod tune;
 
 pub use collective::{Collective, Distributed};
+pub use textures::OPERAND_TEXTURE_WIDTH;
 pub use tune::{default_cache_file, ChoiceSource, KernelChoice, TuneMode};
 
 /// Which matmul kernel the engine uses; `Auto` picks per adapter.
@@ -42,6 +44,13 @@ pub enum MatmulVariant {
     Vec4Rows,
     /// Both of the above.
     Vec4RowsWide,
+    /// Operands packed into textures, 8 x 8 blocks (matmul_texture.wgsl; falls back to the vec4
+    /// kernel where the adapter has no such textures or the operands do not fit).
+    Texture,
+    /// Texture operands, 8 x 16 blocks.
+    TextureWide,
+    /// Texture operands, 8 x 16 blocks in 64 x 1 workgroups.
+    TextureRowsWide,
 }
 
 /// How convolutions run; `Auto` picks per adapter.
@@ -158,6 +167,8 @@ pub(crate) struct EngineInner {
     /// Training-mode batch norm normalizes each of this many slices of the batch on its own
     /// (ghost batch norm, `--bn-groups`); 1 is the whole batch.
     batch_norm_groups: Cell<usize>,
+    /// The grow-only textures of the texture matmul's packed operands.
+    textures: RefCell<textures::OperandTextures>,
 }
 
 static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
@@ -234,6 +245,7 @@ impl Engine {
             options,
             distributed: RefCell::new(None),
             batch_norm_groups: Cell::new(1),
+            textures: RefCell::new(textures::OperandTextures::default()),
         })))
     }
 

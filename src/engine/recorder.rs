@@ -19,9 +19,26 @@ impl Engine {
         bufs: &[BufSlice],
         workgroups: [u32; 3],
     ) -> Result<()> {
+        self.dispatch_textured(shader, entry, constants, params, bufs, &[], workgroups)
+    }
+
+    /// [`Engine::dispatch`] for kernels that also bind textures: `textures` fill the texture
+    /// bindings in ascending binding order, as `bufs` fill the storage ones.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_textured<P: KernelParams>(
+        &self,
+        shader: &'static str,
+        entry: &str,
+        constants: &[(&str, f64)],
+        params: &P,
+        bufs: &[BufSlice],
+        textures: &[&wgpu::TextureView],
+        workgroups: [u32; 3],
+    ) -> Result<()> {
         let words: &[u32] = bytemuck::cast_slice(bytemuck::bytes_of(params));
         let abi = (P::FIELDS, false);
-        self.dispatch_words(shader, entry, constants, abi, words, bufs, workgroups)
+        let binds = (bufs, textures);
+        self.dispatch_words(shader, entry, constants, abi, words, binds, workgroups)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -32,7 +49,7 @@ impl Engine {
         constants: &[(&str, f64)],
         abi: (&'static [(&'static str, &'static str)], bool),
         params: &[u32],
-        bufs: &[BufSlice],
+        (bufs, textures): (&[BufSlice], &[&wgpu::TextureView]),
         workgroups: [u32; 3],
     ) -> Result<()> {
         let max_wg = self.0.gpu.limits.max_compute_workgroups_per_dimension;
@@ -54,15 +71,19 @@ impl Engine {
                 .kernels
                 .borrow_mut()
                 .get(&self.0.gpu.device, shader, entry, constants, abi)?;
-        let storage_count = kernel
-            .bindings
-            .iter()
-            .filter(|(_, k)| *k != BindingKind::Params)
-            .count();
-        if storage_count != bufs.len() {
+        let count = |texture: bool| {
+            kernel
+                .bindings
+                .iter()
+                .filter(|(_, k)| *k != BindingKind::Params && k.is_texture() == texture)
+                .count()
+        };
+        let (storage_count, texture_count) = (count(false), count(true));
+        if storage_count != bufs.len() || texture_count != textures.len() {
             return Err(Error::Invalid(format!(
-                "{shader}::{entry} takes {storage_count} buffers, got {}",
-                bufs.len()
+                "{shader}::{entry} takes {storage_count} buffers and {texture_count} textures, got {} and {}",
+                bufs.len(),
+                textures.len()
             )));
         }
         if self.0.rec.borrow().pending >= self.0.options.max_pending_dispatches {
@@ -71,7 +92,7 @@ impl Engine {
         if self.0.options.profile {
             self.sync()?;
             let t0 = std::time::Instant::now();
-            self.record_dispatch(&kernel, params, bufs, workgroups);
+            self.record_dispatch(&kernel, params, (bufs, textures), workgroups);
             self.sync()?;
             let mut prof = self.0.profile.borrow_mut();
             let e = prof.entry(format!("{shader}::{entry}")).or_default();
@@ -79,7 +100,7 @@ impl Engine {
             e.1 += t0.elapsed().as_secs_f64();
             return Ok(());
         }
-        self.record_dispatch(&kernel, params, bufs, workgroups);
+        self.record_dispatch(&kernel, params, (bufs, textures), workgroups);
         Ok(())
     }
 
@@ -93,6 +114,21 @@ impl Engine {
         constants: &[(&str, f64)],
         params: &P,
         bufs: &[BufSlice],
+        n: u64,
+    ) -> Result<()> {
+        self.dispatch_1d_textured(shader, entry, constants, params, bufs, &[], n)
+    }
+
+    /// [`Engine::dispatch_1d`] for kernels that also bind textures (see `dispatch_textured`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_1d_textured<P: KernelParams>(
+        &self,
+        shader: &'static str,
+        entry: &str,
+        constants: &[(&str, f64)],
+        params: &P,
+        bufs: &[BufSlice],
+        textures: &[&wgpu::TextureView],
         n: u64,
     ) -> Result<()> {
         let groups = n.div_ceil(256);
@@ -111,7 +147,7 @@ impl Engine {
             constants,
             abi,
             &p,
-            bufs,
+            (bufs, textures),
             [x as u32, y as u32, 1],
         )
     }
@@ -120,7 +156,7 @@ impl Engine {
         &self,
         kernel: &Kernel,
         params: &[u32],
-        bufs: &[BufSlice],
+        (bufs, textures): (&[BufSlice], &[&wgpu::TextureView]),
         workgroups: [u32; 3],
     ) {
         let device = &self.0.gpu.device;
@@ -128,8 +164,11 @@ impl Engine {
         let slot = rec.pending as u64 * PARAM_SLOT;
         let mut entries = Vec::with_capacity(bufs.len() + 1);
         let mut storage = bufs.iter();
+        let mut views = textures.iter();
         for (binding, kind) in &kernel.bindings {
-            let resource = if *kind == BindingKind::Params {
+            let resource = if kind.is_texture() {
+                wgpu::BindingResource::TextureView(views.next().expect("binding count checked"))
+            } else if *kind == BindingKind::Params {
                 wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                     buffer: &rec.params_buf,
                     offset: 0,

@@ -1,12 +1,13 @@
 //! Matrix products A·B, Aᵀ·B and A·Bᵀ, plain or batched (shaders/matmul_blocked.wgsl and
 //! shaders/matmul_tiled.wgsl), forward and backward.
 //!
-//! The kernel is chosen per adapter (`Engine::matmul_variant`): barrier-free register blocking on
-//! software Vulkan, workgroup-memory tiles on GPUs. Operands larger than one binding are split over
+//! The kernel is chosen per product by measurement (or forced, or the adapter's static default:
+//! barrier-free register blocking on software adapters, workgroup-memory tiles on GPUs); the
+//! texture kernels (`matmul_texture`) are candidates wherever the adapter has them. Operands larger than one binding are split over
 //! the rows of C (or, for Aᵀ·B, over K with accumulation into C), and a K longer than `K_RANGE` is
 //! summed over several launches that accumulate into C.
 
-use super::{check_f32, chunks, window, LOOP_BUDGET};
+use super::{check_f32, chunks, matmul_texture, window, LOOP_BUDGET};
 use crate::engine::{Engine, MatmulVariant};
 use crate::error::{Error, Result};
 use crate::tape;
@@ -178,6 +179,17 @@ const VEC4: Kernel = vec4("vec4", false, false);
 const VEC4_WIDE: Kernel = vec4("vec4-wide", true, false);
 const VEC4_ROWS: Kernel = vec4("vec4-rows", false, true);
 const VEC4_ROWS_WIDE: Kernel = vec4("vec4-rows-wide", true, true);
+const fn texture(name: &'static str, wide: bool, rows: bool) -> Kernel {
+    Kernel {
+        name,
+        shader: "matmul_texture",
+        wide,
+        rows,
+    }
+}
+const TEXTURE: Kernel = texture("texture", false, false);
+const TEXTURE_WIDE: Kernel = texture("texture-wide", true, false);
+const TEXTURE_ROWS_WIDE: Kernel = texture("texture-rows-wide", true, true);
 
 impl Kernel {
     /// Columns and rows of C one workgroup covers.
@@ -196,11 +208,17 @@ impl Kernel {
 
 /// The kernels this product may run, the static default first: what the options force, else
 /// (tuned by measurement) every kernel that can read these operands. Barrier-free kernels lead on
-/// software adapters, tiles on GPUs.
+/// software adapters, tiles on GPUs; the texture kernels, which read any operands the adapter's
+/// textures can hold, follow.
 fn candidates(engine: &Engine, g: Gemm, bases: [u32; 3]) -> Vec<Kernel> {
     let vec4_fits = vec4_ok(g, bases);
     let or_blocked = |k: Kernel| if vec4_fits { k } else { BLOCKED };
+    let textures_fit = matmul_texture::fits(engine, g);
+    let or_vec4 = |k: Kernel| if textures_fit { k } else { or_blocked(VEC4) };
     match engine.matmul_option() {
+        MatmulVariant::Texture => vec![or_vec4(TEXTURE)],
+        MatmulVariant::TextureWide => vec![or_vec4(TEXTURE_WIDE)],
+        MatmulVariant::TextureRowsWide => vec![or_vec4(TEXTURE_ROWS_WIDE)],
         MatmulVariant::Blocked => vec![or_blocked(VEC4)],
         MatmulVariant::Tiled => vec![TILED],
         MatmulVariant::Vec4Wide => vec![or_blocked(VEC4_WIDE)],
@@ -212,11 +230,17 @@ fn candidates(engine: &Engine, g: Gemm, bases: [u32; 3]) -> Vec<Kernel> {
             } else {
                 vec![BLOCKED]
             };
-            if engine.gpu().is_software() {
+            let textures: &[Kernel] = if textures_fit {
+                &[TEXTURE, TEXTURE_WIDE, TEXTURE_ROWS_WIDE]
+            } else {
+                &[]
+            };
+            let all: Vec<Kernel> = if engine.gpu().is_software() {
                 free.into_iter().chain([TILED]).collect()
             } else {
                 [TILED].into_iter().chain(free).collect()
-            }
+            };
+            all.into_iter().chain(textures.iter().copied()).collect()
         }
     }
 }
@@ -273,6 +297,10 @@ fn launch_kernel(
     alpha: f32,
     beta: f32,
 ) -> Result<()> {
+    if kernel.shader == "matmul_texture" {
+        let shape = (kernel.wide, kernel.rows);
+        return matmul_texture::launch(engine, g, bufs, bases, alpha, beta, shape, K_RANGE);
+    }
     let (cols, rows) = kernel.tile();
     let (gx, gy) = if kernel.rows { (64.0, 1.0) } else { (8.0, 8.0) };
     let constants = [

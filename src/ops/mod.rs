@@ -17,6 +17,7 @@ pub mod knn;
 pub mod l2_normalize;
 pub mod layer_norm;
 pub mod matmul;
+mod matmul_texture;
 mod moments;
 pub mod nt_xent;
 pub mod pooling;
@@ -68,6 +69,8 @@ pub const KERNEL_ABI: &[KernelAbi] = &[
     KernelAbi::of::<matmul::GemmParams>("matmul_blocked", false),
     KernelAbi::of::<matmul::GemmParams>("matmul_tiled", false),
     KernelAbi::of::<matmul::GemmParams>("matmul_vec4", false),
+    KernelAbi::of::<matmul_texture::PackParams>("matmul_pack", true),
+    KernelAbi::of::<matmul_texture::TextureGemmParams>("matmul_texture", false),
     KernelAbi::of::<eigen::EigenParams>("eigen", false),
     KernelAbi::of::<knn::KnnParams>("knn", false),
 ];
