@@ -15,6 +15,11 @@ pub struct AdapterSummary {
     pub driver: String,
 }
 
+/// Texels per row of an operand texture (`engine::textures`): texel t of a packed operand sits at
+/// (t % width, t / width), so an operand of any shape fits while it has at most width x (height
+/// limit) texels.
+pub const OPERAND_TEXTURE_WIDTH: u32 = 4096;
+
 /// An open device with the facts kernels need to choose their variant.
 pub struct Gpu {
     pub device: wgpu::Device,
@@ -238,7 +243,7 @@ pub fn open_nth(filter: Option<&str>, nth: usize) -> Result<Gpu> {
         && rgba32
             .flags
             .contains(wgpu::TextureFormatFeatureFlags::STORAGE_WRITE_ONLY)
-        && limits.max_texture_dimension_2d >= crate::engine::OPERAND_TEXTURE_WIDTH
+        && limits.max_texture_dimension_2d >= OPERAND_TEXTURE_WIDTH
         && limits.max_storage_textures_per_shader_stage >= 1
         && limits.max_sampled_textures_per_shader_stage >= 2;
     let desc = wgpu::DeviceDescriptor {

@@ -284,9 +284,11 @@ pub fn entry_bindings(
                         },
                     ..
                 } => BindingKind::TextureWrite,
-                ref other => return Err(Error::Shader(format!(
+                ref other => {
+                    return Err(Error::Shader(format!(
                     "{entry}: unsupported handle binding {other:?} (textures are 2-D rgba32float)"
-                ))),
+                )))
+                }
             },
             other => {
                 return Err(Error::Shader(format!(

@@ -7,9 +7,7 @@
 use super::Engine;
 use crate::error::{Error, Result};
 
-/// Texels per row of an operand texture: texel t of a packed operand sits at (t % width, t /
-/// width), so an operand of any shape fits while it has at most width x (height limit) texels.
-pub const OPERAND_TEXTURE_WIDTH: u32 = 4096;
+pub use crate::device::OPERAND_TEXTURE_WIDTH;
 
 /// Rows are allocated in multiples of this, so slightly larger operands reuse the texture.
 const ROW_QUANTUM: u32 = 64;

@@ -18,16 +18,7 @@ use crate::tensor::{DType, Tensor};
 /// so every range but the last fills whole K slices of the vec4 and tiled kernels.
 const K_RANGE: usize = LOOP_BUDGET / 16 * 16;
 
-/// Dimensions of one (batched) product: C[b] (m x n) = op(A[b]) (m x k) · op(B[b]) (k x n).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Gemm {
-    pub batch: usize,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub trans_a: bool,
-    pub trans_b: bool,
-}
+pub(crate) use super::gemm_shape::Gemm;
 
 /// Records C = alpha·op(A)·op(B) + beta·C into an existing `c` (not on the tape).
 pub(crate) fn gemm_into(

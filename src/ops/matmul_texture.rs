@@ -9,7 +9,7 @@
 //! enough to amortize the two packing passes, and the tuner measures where that is.
 
 use super::chunks;
-use super::matmul::Gemm;
+use super::gemm_shape::Gemm;
 use crate::engine::{BufSlice, Engine};
 use crate::error::{Error, Result};
 

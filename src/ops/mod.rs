@@ -11,6 +11,7 @@ mod conv2d_unfold;
 pub mod cross_entropy;
 pub mod eigen;
 pub mod elementwise;
+mod gemm_shape;
 pub mod group_norm;
 pub mod info_nce;
 pub mod knn;
