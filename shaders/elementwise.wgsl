@@ -68,3 +68,59 @@ fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);
     if i < p.n { out[i] = select(0.0, y[i], x[i] > 0.0); }
 }
+
+// The same passes four elements per invocation, for lengths that are a multiple of 4 (bound
+// 16-byte aligned): llvmpipe moves 1.5-2x the bytes per second through vec4 loads and stores.
+// `n` counts vec4s here.
+@group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> y4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> words4: array<vec4<u32>>;
+
+@compute @workgroup_size(256)
+fn fill4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { words4[i] = vec4<u32>(p.a); }
+}
+
+@compute @workgroup_size(256)
+fn add4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out4[i] = x4[i] + y4[i]; }
+}
+
+@compute @workgroup_size(256)
+fn sub4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out4[i] = x4[i] - y4[i]; }
+}
+
+@compute @workgroup_size(256)
+fn mul4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out4[i] = x4[i] * y4[i]; }
+}
+
+@compute @workgroup_size(256)
+fn scale4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out4[i] = x4[i] * bitcast<f32>(p.a); }
+}
+
+@compute @workgroup_size(256)
+fn relu4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out4[i] = max(x4[i], vec4<f32>(0.0)); }
+}
+
+@compute @workgroup_size(256)
+fn add_relu4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out4[i] = max(x4[i] + y4[i], vec4<f32>(0.0)); }
+}
+
+@compute @workgroup_size(256)
+fn relu_backward4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let i = index(gid);
+    if i < p.n { out4[i] = select(vec4<f32>(0.0), y4[i], x4[i] > vec4<f32>(0.0)); }
+}

@@ -11,7 +11,8 @@ use byol::{Engine, EngineOptions, Error, Tensor};
 use common::{as_f32_values, assert_close, to_f32};
 use norm_ref::{NormCase, NormRef};
 
-/// Awkward shapes: C = 1, 3, 7, 33, N >= 2, spatial none, 1x1, 5x3, 7x7. Not [2, C]: with two
+/// Awkward shapes: C = 1, 3, 7, 33, N >= 2, spatial none, 1x1, 5x3, 7x7, and 4x3, 2x2 (inner a
+/// multiple of 4: the vec4 forms of normalize and backward run there). Not [2, C]: with two
 /// values per channel xhat is +-1 whatever x is, so dx is only the eps term, a pure f32 cancellation.
 const SHAPES: &[&[usize]] = &[
     &[3, 1],
@@ -21,6 +22,8 @@ const SHAPES: &[&[usize]] = &[
     &[2, 3, 7, 7],
     &[3, 7, 1, 1],
     &[2, 33, 5, 3],
+    &[3, 5, 4, 3],
+    &[2, 7, 2, 2],
 ];
 
 fn state_from(e: &Engine, mean: &[f64], var: &[f64]) -> BatchNormState {
@@ -53,21 +56,24 @@ fn train_case(e: &Engine, rng: &mut Rng, shape: &[usize], gamma: bool, beta: boo
 
 #[test]
 fn training_mode_matches_reference() {
-    let e = common::engine();
     let mut rng = Rng::new(41);
-    for shape in SHAPES {
-        train_case(&e, &mut rng, shape, true, true, 0.0);
-        train_case(&e, &mut rng, shape, false, false, 0.0);
+    for e in [common::engine(), common::engine_scalar()] {
+        for shape in SHAPES {
+            train_case(&e, &mut rng, shape, true, true, 0.0);
+            train_case(&e, &mut rng, shape, false, false, 0.0);
+        }
     }
+    let e = common::engine();
     train_case(&e, &mut rng, &[3, 7, 5, 3], true, false, 0.0);
     train_case(&e, &mut rng, &[3, 7, 5, 3], false, true, 0.0);
 }
 
 #[test]
 fn eval_mode_uses_running_statistics() {
-    let e = common::engine();
     let mut rng = Rng::new(42);
-    for shape in SHAPES.iter().chain([&[1usize, 7, 5, 3][..]].iter()) {
+    let one_sample: &[usize] = &[1, 7, 5, 3];
+    let shapes = SHAPES.iter().copied().chain([one_sample]);
+    for (e, shape) in shapes.flat_map(|s| [(common::engine(), s), (common::engine_scalar(), s)]) {
         let c = shape[1];
         let mean = as_f32_values(&common::rand_vec(&mut rng, c));
         let var: Vec<f64> =
@@ -203,7 +209,8 @@ fn running_statistics_update_like_pytorch() {
 fn inputs_larger_than_a_binding_are_split_over_the_batch() {
     // A 4 KiB binding (1024 floats): [5, 3, 9, 9] splits into groups of samples; in [2, 9, 13, 13]
     // one sample is larger than a binding, so each sample is split over channels; [1100, 3] and
-    // [7, 200] take several launches whose partial sums fold into one.
+    // [7, 200] take several launches whose partial sums fold into one; [4, 6, 8, 8] runs the vec4
+    // forms chunk by chunk.
     let e = common::engine_with(EngineOptions {
         binding_limit: Some(4096),
         ..Default::default()
@@ -214,6 +221,7 @@ fn inputs_larger_than_a_binding_are_split_over_the_batch() {
         &[2, 9, 13, 13],
         &[1100, 3],
         &[7, 200],
+        &[4, 6, 8, 8],
     ] {
         train_case(&e, &mut rng, shape, true, true, 0.0);
         let c = shape[1];
@@ -324,6 +332,62 @@ fn fused_relu_equals_batch_norm_then_relu() {
         clipped > 100 && passed > 100,
         "both sides of the relu: {clipped}, {passed}"
     );
+}
+
+/// The vec4 forms do the scalar form's arithmetic in the same order: the same bits, forward and
+/// backward, in training and eval mode.
+#[test]
+fn vec4_and_scalar_forms_give_the_same_bits() {
+    let mut rng = Rng::new(49);
+    // Profiled engines: the kernels that ran are checked below.
+    let engine = |scalar_passes| {
+        common::engine_with(EngineOptions {
+            profile: true,
+            scalar_passes,
+            ..Default::default()
+        })
+    };
+    let (vec4_engine, scalar_engine) = (engine(false), engine(true));
+    for shape in [&[3usize, 5, 4, 3][..], &[2, 7, 2, 2], &[4, 3, 8, 8]] {
+        let c = shape[1];
+        let n: usize = shape.iter().product();
+        let x0 = to_f32(&common::rand_vec(&mut rng, n));
+        let g0 = to_f32(&common::rand_vec(&mut rng, c));
+        let b0 = to_f32(&common::rand_vec(&mut rng, c));
+        let r0 = to_f32(&common::rand_vec(&mut rng, n));
+        for training in [true, false] {
+            let run = |e: &Engine| {
+                let x = Tensor::param(e, &x0, shape).unwrap();
+                let g = Tensor::param(e, &g0, &[c]).unwrap();
+                let b = Tensor::param(e, &b0, &[c]).unwrap();
+                let r = Tensor::from_slice(e, &r0, shape).unwrap();
+                let state = BatchNormState::new(e, c).unwrap();
+                let y = batch_norm(&x, Some(&g), Some(&b), &state, training).unwrap();
+                let loss = byol::ops::sum(&byol::ops::mul(&y, &r).unwrap()).unwrap();
+                let grads = e.backward(&loss).unwrap();
+                let get = |t: &Tensor| grads.get(t).unwrap().to_vec().unwrap();
+                (y.to_vec().unwrap(), get(&x), get(&g), get(&b))
+            };
+            let (vec4, scalar) = (run(&vec4_engine), run(&scalar_engine));
+            assert_eq!(vec4, scalar, "{shape:?} training={training}");
+        }
+    }
+    let ran = |e: &Engine| -> Vec<String> { e.profile_report().into_iter().map(|k| k.0).collect() };
+    let (vec4_ran, scalar_ran) = (ran(&vec4_engine), ran(&scalar_engine));
+    for entry in ["normalize", "backward_train", "backward_eval"] {
+        let (four, one) = (
+            format!("batch_norm::{entry}4"),
+            format!("batch_norm::{entry}"),
+        );
+        assert!(
+            vec4_ran.contains(&four) && !vec4_ran.contains(&one),
+            "{vec4_ran:?}"
+        );
+        assert!(
+            scalar_ran.contains(&one) && !scalar_ran.contains(&four),
+            "{scalar_ran:?}"
+        );
+    }
 }
 
 /// Ghost batch norm against the f64 reference whose statistics sets are (slice, channel): output

@@ -7,7 +7,18 @@ use byol::ops;
 use byol::rng::Rng;
 use common::{rand_vec, OpCheck};
 
-const SHAPES: &[&[usize]] = &[&[1], &[7], &[33], &[257], &[7, 33], &[3, 5, 7, 2]];
+// Lengths off a multiple of 4 run the scalar kernels; [4, 33] and [257, 4] run the vec4 ones on
+// the shared engine (and the scalar ones again on `engine_scalar`).
+const SHAPES: &[&[usize]] = &[
+    &[1],
+    &[7],
+    &[33],
+    &[257],
+    &[7, 33],
+    &[3, 5, 7, 2],
+    &[4, 33],
+    &[257, 4],
+];
 
 fn binary(
     name: &str,
@@ -40,7 +51,7 @@ fn binary(
             gpu_forward: &|t| gpu(&t[0], &t[1]),
             rel: 1e-4,
         };
-        check.run(&mut rng);
+        check.run_both_forms(&mut rng);
     }
 }
 
@@ -74,7 +85,7 @@ fn scale_and_relu_match_reference() {
             gpu_forward: &|t| ops::scale(&t[0], s),
             rel: 1e-4,
         }
-        .run(&mut rng);
+        .run_both_forms(&mut rng);
         OpCheck {
             name: "relu",
             inputs: vec![(rand_vec(&mut rng, n), shape.to_vec())],
@@ -90,7 +101,7 @@ fn scale_and_relu_match_reference() {
             gpu_forward: &|t| ops::relu(&t[0]),
             rel: 1e-4,
         }
-        .run(&mut rng);
+        .run_both_forms(&mut rng);
     }
 }
 
@@ -131,7 +142,7 @@ fn add_relu_matches_reference() {
             gpu_forward: &|t| ops::add_relu(&t[0], &t[1]),
             rel: 1e-4,
         }
-        .run(&mut rng);
+        .run_both_forms(&mut rng);
     }
 }
 
@@ -151,7 +162,41 @@ fn reshape_passes_gradient_through() {
         },
         rel: 1e-4,
     }
-    .run(&mut rng);
+    .run_both_forms(&mut rng);
+}
+
+/// The kernel names an op's dispatches ran, from the engine's profiler.
+fn kernels_run(e: &byol::Engine, f: impl Fn(&byol::Engine)) -> Vec<String> {
+    e.profile_report();
+    f(e);
+    let mut names: Vec<String> = e.profile_report().into_iter().map(|(k, _, _)| k).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn vec4_kernels_run_where_lengths_allow_and_scalar_ones_elsewhere() {
+    let options = |scalar_passes| byol::EngineOptions {
+        profile: true,
+        scalar_passes,
+        ..Default::default()
+    };
+    let add = |shape: &'static [usize]| {
+        move |e: &byol::Engine| {
+            let a = byol::Tensor::full(e, 1.5, shape).unwrap();
+            let s = ops::add(&a, &a).unwrap();
+            assert!(s.to_vec().unwrap().iter().all(|&v| v == 3.0));
+        }
+    };
+    let vec4 = common::engine_with(options(false));
+    let scalar = common::engine_with(options(true));
+    let ran = kernels_run(&vec4, add(&[4, 33]));
+    assert!(ran.contains(&"elementwise::add4".to_string()), "{ran:?}");
+    let ran = kernels_run(&vec4, add(&[7, 33]));
+    assert!(ran.contains(&"elementwise::add".to_string()), "{ran:?}");
+    let ran = kernels_run(&scalar, add(&[4, 33]));
+    assert!(ran.contains(&"elementwise::add".to_string()), "{ran:?}");
+    assert!(!ran.iter().any(|k| k.ends_with('4')), "{ran:?}");
 }
 
 #[test]

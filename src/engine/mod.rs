@@ -74,6 +74,9 @@ pub struct EngineOptions {
     pub adapter_slot: usize,
     /// Fill every buffer an op allocates with NaN before the op writes it (tests use this).
     pub poison_outputs: bool,
+    /// Run the memory-bound passes (elementwise, batch norm) one element per invocation even
+    /// where a binding allows four (vec4): tests force both forms.
+    pub scalar_passes: bool,
     pub matmul: MatmulVariant,
     /// Forces one convolution kernel for every pass (tests force each); `Auto` lets the tuner
     /// or the passes' static defaults decide.
@@ -99,6 +102,7 @@ impl Default for EngineOptions {
             adapter: None,
             adapter_slot: 0,
             poison_outputs: false,
+            scalar_passes: false,
             matmul: MatmulVariant::Auto,
             conv: ConvVariant::Auto,
             tune: TuneMode::Off,
@@ -305,6 +309,12 @@ impl Engine {
         self.0.options.conv
     }
 
+    /// Whether a memory-bound pass may read and write these bindings as vec4: each starts on a
+    /// 16-byte boundary and holds whole vec4s, and the options do not force the scalar form.
+    pub(crate) fn vec4_fits(&self, bufs: &[BufSlice]) -> bool {
+        !self.0.options.scalar_passes && bufs.iter().all(|b| b.offset % 16 == 0 && b.size % 16 == 0)
+    }
+
     // ---- memory --------------------------------------------------------------------------------
 
     /// A pooled buffer of at least `bytes`; poisoned with NaN when the options ask for it.
@@ -333,11 +343,16 @@ impl Engine {
                 offset: start * 4,
                 size: n * 4,
             };
+            let (entry, n_inv) = if self.vec4_fits(&[slice]) {
+                ("fill4", n / 4)
+            } else {
+                ("fill", n)
+            };
             let params = ElementwiseParams {
-                n: n as u32,
+                n: n_inv as u32,
                 a: bits,
             };
-            self.dispatch_1d("elementwise", "fill", &[], &params, &[slice], n)?;
+            self.dispatch_1d("elementwise", entry, &[], &params, &[slice], n_inv)?;
             start += n;
         }
         Ok(())

@@ -12,7 +12,7 @@ use super::check_f32;
 use super::elementwise::{add_raw, copy_into, scale_into};
 use super::moments::{
     check_affine, check_eps, group_grad_sums, group_stats, group_stats_across, run_chunked,
-    sum_across, Bind, ChunkedParams, GroupView, NORM_EPS,
+    run_chunked_vec4, sum_across, Bind, ChunkedParams, GroupView, NORM_EPS,
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -287,7 +287,13 @@ fn batch_norm_over(
         Bind::Whole(beta.unwrap_or(&stats)),
         Bind::Chunk(&out),
     ];
-    run_chunked("batch_norm", "normalize", x.numel(), &words, &binds)?;
+    // Runs of four elements share a channel where inner % 4 == 0: the vec4 forms apply.
+    let elementwise = if inner % 4 == 0 {
+        run_chunked_vec4
+    } else {
+        run_chunked
+    };
+    elementwise("batch_norm", "normalize", x.numel(), &words, &binds)?;
 
     let mut inputs = vec![x];
     inputs.extend(gamma);
@@ -343,7 +349,7 @@ fn batch_norm_over(
             } else {
                 "backward_eval"
             };
-            run_chunked("batch_norm", entry, sx.numel(), &words, &binds)?;
+            elementwise("batch_norm", entry, sx.numel(), &words, &binds)?;
             Some(dx)
         } else {
             None

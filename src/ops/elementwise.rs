@@ -8,24 +8,25 @@ use crate::kernels::ElementwiseParams;
 use crate::tape;
 use crate::tensor::Tensor;
 
-/// Runs `entry` over the chunks of `out`, binding the same range of each input.
+/// Runs `entry` over the chunks of `out`, binding the same range of each input: its vec4 form
+/// (`entry` + "4", four elements per invocation) where the chunk's bindings allow it.
 fn launch(entry: &str, inputs: &[&Tensor], out: &Tensor, scalar: u32) -> Result<()> {
     let engine = out.engine();
     let max = engine.max_binding_words() as usize;
     for (start, len) in chunks(out.numel(), max) {
         let mut bufs: Vec<_> = inputs.iter().map(|t| t.slice_elems(start, len)).collect();
         bufs.push(out.slice_elems(start, len));
-        engine.dispatch_1d(
-            "elementwise",
-            entry,
-            &[],
-            &ElementwiseParams {
-                n: len as u32,
-                a: scalar,
-            },
-            &bufs,
-            len as u64,
-        )?;
+        let vec4 = format!("{entry}4");
+        let (entry, n) = if engine.vec4_fits(&bufs) {
+            (vec4.as_str(), len / 4)
+        } else {
+            (entry, len)
+        };
+        let params = ElementwiseParams {
+            n: n as u32,
+            a: scalar,
+        };
+        engine.dispatch_1d("elementwise", entry, &[], &params, &bufs, n as u64)?;
     }
     Ok(())
 }

@@ -403,6 +403,31 @@ pub(crate) fn run_chunked<P: ChunkedParams>(
     params: &P,
     binds: &[Bind],
 ) -> Result<()> {
+    run_chunks(shader, entry, false, numel, params, binds)
+}
+
+/// [`run_chunked`] through the vec4 form of `entry` (`entry` + "4", four elements per
+/// invocation, `n` still counting elements) wherever a chunk's bindings allow it. The caller
+/// vouches that every run of four elements shares what the kernel looks up per element (for batch
+/// norm: a channel, so inner % 4 == 0).
+pub(crate) fn run_chunked_vec4<P: ChunkedParams>(
+    shader: &'static str,
+    entry: &str,
+    numel: usize,
+    params: &P,
+    binds: &[Bind],
+) -> Result<()> {
+    run_chunks(shader, entry, true, numel, params, binds)
+}
+
+fn run_chunks<P: ChunkedParams>(
+    shader: &'static str,
+    entry: &str,
+    has_vec4: bool,
+    numel: usize,
+    params: &P,
+    binds: &[Bind],
+) -> Result<()> {
     let Some(first) = binds.first() else {
         return Err(Error::Invalid(format!("{shader}::{entry}: no bindings")));
     };
@@ -411,6 +436,7 @@ pub(crate) fn run_chunked<P: ChunkedParams>(
     };
     let mut words = *params;
     let max = engine.max_binding_words() as usize;
+    let vec4_entry = format!("{entry}4");
     for (start, len) in super::chunks(numel, max) {
         words.set_chunk(len as u32, start as u32);
         let bufs: Vec<_> = binds
@@ -420,7 +446,18 @@ pub(crate) fn run_chunked<P: ChunkedParams>(
                 Bind::Whole(t) => t.slice(),
             })
             .collect();
-        engine.dispatch_1d(shader, entry, &[], &words, &bufs, len as u64)?;
+        let chunked: Vec<_> = binds
+            .iter()
+            .zip(&bufs)
+            .filter(|(b, _)| matches!(b, Bind::Chunk(_)))
+            .map(|(_, s)| *s)
+            .collect();
+        if has_vec4 && engine.vec4_fits(&chunked) {
+            let n = (len / 4) as u64;
+            engine.dispatch_1d(shader, &vec4_entry, &[], &words, &bufs, n)?;
+        } else {
+            engine.dispatch_1d(shader, entry, &[], &words, &bufs, len as u64)?;
+        }
     }
     Ok(())
 }

@@ -32,6 +32,19 @@ thread_local! {
     static ENGINE: std::mem::ManuallyDrop<Engine> = std::mem::ManuallyDrop::new(engine_with(EngineOptions::default()));
 }
 
+thread_local! {
+    static SCALAR_ENGINE: std::mem::ManuallyDrop<Engine> = std::mem::ManuallyDrop::new(engine_with(EngineOptions {
+        scalar_passes: true,
+        ..Default::default()
+    }));
+}
+
+/// A per-thread test engine that forces the scalar form of the memory-bound passes (the shared
+/// engine runs their vec4 form wherever a length allows it).
+pub fn engine_scalar() -> Engine {
+    SCALAR_ENGINE.with(|e| (**e).clone())
+}
+
 /// The shared per-thread test engine.
 pub fn engine() -> Engine {
     ENGINE.with(|e| (**e).clone())
@@ -217,5 +230,11 @@ impl OpCheck<'_> {
 
     pub fn run(&self, rng: &mut Rng) {
         self.run_on(&engine(), rng)
+    }
+
+    /// The check on both forms of the memory-bound passes: vec4 (the shared engine) and scalar.
+    pub fn run_both_forms(&self, rng: &mut Rng) {
+        self.run_on(&engine(), rng);
+        self.run_on(&engine_scalar(), rng);
     }
 }
