@@ -221,7 +221,7 @@ fn main() {
             }
         }
         if rank == 0 {
-            for (k, n, secs) in engine.profile_report().into_iter().take(15) {
+            for (k, n, secs) in engine.profile_report().into_iter().take(25) {
                 eprintln!("  {k:<40} {n:>6} calls {:>9.1} ms", secs * 1e3);
             }
         }

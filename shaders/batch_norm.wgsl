@@ -13,7 +13,7 @@ struct Params {
     has_beta: u32,
     momentum: f32,
     eps: f32,
-    // normalize: max(y, 0) as well (batch_norm_relu).
+    // normalize: max(y, 0) as well (batch_norm_relu); backward: dy only where that output > 0.
     relu: u32,
     pitch: u32,
 }
@@ -25,16 +25,19 @@ struct Params {
 @group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 @group(0) @binding(4) var<storage, read> dy4: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> stats: array<f32>;
-@group(0) @binding(6) var<storage, read> gamma: array<f32>;
-@group(0) @binding(7) var<storage, read> beta: array<f32>;
-@group(0) @binding(8) var<storage, read> sum_dy: array<f32>;
-@group(0) @binding(9) var<storage, read> sum_dy_xhat: array<f32>;
-@group(0) @binding(10) var<storage, read_write> out: array<f32>;
-@group(0) @binding(11) var<storage, read_write> out4: array<vec4<f32>>;
-@group(0) @binding(12) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(13) var<storage, read_write> running_var: array<f32>;
-@group(0) @binding(14) var<storage, read_write> stats_out: array<f32>;
+// The backward passes with `relu`: the forward's output, whose sign masks dy.
+@group(0) @binding(5) var<storage, read> y_fwd: array<f32>;
+@group(0) @binding(6) var<storage, read> y_fwd4: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> stats: array<f32>;
+@group(0) @binding(8) var<storage, read> gamma: array<f32>;
+@group(0) @binding(9) var<storage, read> beta: array<f32>;
+@group(0) @binding(10) var<storage, read> sum_dy: array<f32>;
+@group(0) @binding(11) var<storage, read> sum_dy_xhat: array<f32>;
+@group(0) @binding(12) var<storage, read_write> out: array<f32>;
+@group(0) @binding(13) var<storage, read_write> out4: array<vec4<f32>>;
+@group(0) @binding(14) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(15) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(16) var<storage, read_write> stats_out: array<f32>;
 
 fn index(gid: vec3<u32>) -> u32 {
     return flat_index(gid, p.pitch);
@@ -56,6 +59,21 @@ fn gamma_of(c: u32) -> f32 {
         return gamma[c];
     }
     return 1.0;
+}
+
+// dy through the fused relu: zero where the forward's output was not positive.
+fn dy_at(i: u32) -> f32 {
+    if p.relu != 0u && !(y_fwd[i] > 0.0) {
+        return 0.0;
+    }
+    return dy[i];
+}
+
+fn dy4_at(i: u32) -> vec4<f32> {
+    if p.relu != 0u {
+        return select(vec4<f32>(0.0), dy4[i], y_fwd4[i] > vec4<f32>(0.0));
+    }
+    return dy4[i];
 }
 
 // y = xhat * gamma + beta, then max(y, 0) where `relu` is set.
@@ -81,7 +99,7 @@ fn backward_train(@builtin(global_invocation_id) gid: vec3<u32>) {
     if i >= p.n { return; }
     let c = channel(i);
     let r = stats[3u * p.channels + c];
-    let d = dy[i] - sum_dy[c] / p.count - xhat(i, c) * (sum_dy_xhat[c] / p.count);
+    let d = dy_at(i) - sum_dy[c] / p.count - xhat(i, c) * (sum_dy_xhat[c] / p.count);
     out[i] = r * gamma_of(c) * d;
 }
 
@@ -91,7 +109,7 @@ fn backward_eval(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);
     if i >= p.n { return; }
     let c = channel(i);
-    out[i] = dy[i] * gamma_of(c) * stats[3u * p.channels + c];
+    out[i] = dy_at(i) * gamma_of(c) * stats[3u * p.channels + c];
 }
 
 // The three passes above four elements per invocation, for inner % 4 == 0 (the four share one
@@ -122,7 +140,7 @@ fn backward_train4(@builtin(global_invocation_id) gid: vec3<u32>) {
     if 4u * i >= p.n { return; }
     let c = channel(4u * i);
     let r = stats[3u * p.channels + c];
-    let d = dy4[i] - sum_dy[c] / p.count - xhat4(i, c) * (sum_dy_xhat[c] / p.count);
+    let d = dy4_at(i) - sum_dy[c] / p.count - xhat4(i, c) * (sum_dy_xhat[c] / p.count);
     out4[i] = r * gamma_of(c) * d;
 }
 
@@ -131,7 +149,7 @@ fn backward_eval4(@builtin(global_invocation_id) gid: vec3<u32>) {
     let i = index(gid);
     if 4u * i >= p.n { return; }
     let c = channel(4u * i);
-    out4[i] = dy4[i] * gamma_of(c) * stats[3u * p.channels + c];
+    out4[i] = dy4_at(i) * gamma_of(c) * stats[3u * p.channels + c];
 }
 
 // running = (1 - m) * running + m * batch, with the unbiased batch variance (as PyTorch).

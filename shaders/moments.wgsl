@@ -36,6 +36,11 @@ struct Params {
     // Whether this launch is the first to fold into its groups' sums, and the last.
     first: u32,
     last: u32,
+    // grad_partial: dy counts only where mask_by > 0 (the backward of a relu fused into batch
+    // norm's forward; mask_by is that forward's output).
+    relu_mask: u32,
+    // dev_fold_running: batch norm's running-statistics momentum.
+    momentum: f32,
     pitch: u32,
 }
 
@@ -49,6 +54,9 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> stats_out: array<f32>;
 @group(0) @binding(8) var<storage, read_write> sum_a: array<f32>;
 @group(0) @binding(9) var<storage, read_write> sum_b: array<f32>;
+@group(0) @binding(10) var<storage, read> mask_by: array<f32>;
+@group(0) @binding(11) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(12) var<storage, read_write> running_var: array<f32>;
 
 // One chunk of one group: its local group index, chunk index and element range.
 struct Chunk {
@@ -149,10 +157,9 @@ fn dev_partial(@builtin(global_invocation_id) gid: vec3<u32>) {
     part[s + 1u] = s2;
 }
 
-@compute @workgroup_size(256)
-fn dev_fold(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let g = fold_group(gid);
-    if g >= p.g0 + p.ng { return; }
+// Folds group g's deviation sums into the earlier launches'; the last launch finishes the group's
+// statistics and returns true.
+fn fold_dev(g: u32) -> bool {
     var s1 = 0.0;
     var s2 = 0.0;
     for (var k = 0u; k < p.chunks; k++) {
@@ -165,7 +172,7 @@ fn dev_fold(@builtin(global_invocation_id) gid: vec3<u32>) {
     if p.last == 0u {
         stats_out[p.groups + g] = s1;
         stats_out[2u * p.groups + g] = s2;
-        return;
+        return false;
     }
     let n = f32(p.count);
     let lo = s1 / n;
@@ -173,6 +180,28 @@ fn dev_fold(@builtin(global_invocation_id) gid: vec3<u32>) {
     stats_out[p.groups + g] = lo;
     stats_out[2u * p.groups + g] = v;
     stats_out[3u * p.groups + g] = 1.0 / sqrt(v + p.eps);
+    return true;
+}
+
+@compute @workgroup_size(256)
+fn dev_fold(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let g = fold_group(gid);
+    if g >= p.g0 + p.ng { return; }
+    _ = fold_dev(g);
+}
+
+// dev_fold, then (last launch) batch norm's running statistics in the same pass:
+// running = (1 - m) * running + m * batch, with the unbiased batch variance (as PyTorch).
+@compute @workgroup_size(256)
+fn dev_fold_running(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let g = fold_group(gid);
+    if g >= p.g0 + p.ng { return; }
+    if !fold_dev(g) { return; }
+    let n = f32(p.count);
+    let mean = stats_out[g] + stats_out[p.groups + g];
+    let unbiased = stats_out[2u * p.groups + g] * (n / (n - 1.0));
+    running_mean[g] = (1.0 - p.momentum) * running_mean[g] + p.momentum * mean;
+    running_var[g] = (1.0 - p.momentum) * running_var[g] + p.momentum * unbiased;
 }
 
 // Backward sums per group: sum(gd) and sum(gd * xhat), with gd = dy * gamma[channel] (or dy).
@@ -191,6 +220,9 @@ fn grad_partial(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var j = c.j0; j < c.j1; j++) {
         let e = w.e;
         var gd = dy[e];
+        if p.relu_mask != 0u && !(mask_by[e] > 0.0) {
+            gd = 0.0;
+        }
         if p.has_gamma != 0u {
             gd *= gamma[gbase + div_fast(w.b, p.bdiv)];
         }

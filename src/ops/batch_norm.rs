@@ -12,7 +12,7 @@ use super::check_f32;
 use super::elementwise::{add_raw, copy_into, scale_into};
 use super::moments::{
     check_affine, check_eps, group_grad_sums, group_stats, group_stats_across, run_chunked,
-    run_chunked_vec4, sum_across, Bind, ChunkedParams, GroupView, NORM_EPS,
+    run_chunked_vec4, sum_across, Bind, ChunkedParams, GroupView, RunningStats, NORM_EPS,
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -264,13 +264,25 @@ fn batch_norm_over(
                 x.shape()
             )));
         }
-        let stats = match &ranks {
-            Some(world) => group_stats_across(x, view, state.eps, world.as_ref())?,
-            None => group_stats(x, view, state.eps)?,
-        };
-        let binds = [Bind::Whole(&stats), running[0], running[1]];
-        run_chunked("batch_norm", "update_running", c, &words, &binds)?;
-        stats
+        match &ranks {
+            Some(world) => {
+                let stats = group_stats_across(x, view, state.eps, world.as_ref())?;
+                let binds = [Bind::Whole(&stats), running[0], running[1]];
+                run_chunked("batch_norm", "update_running", c, &words, &binds)?;
+                stats
+            }
+            // The last statistics pass updates the running statistics too.
+            None => group_stats(
+                x,
+                view,
+                state.eps,
+                Some(RunningStats {
+                    mean: &state.running_mean,
+                    var: &state.running_var,
+                    momentum: state.momentum,
+                }),
+            )?,
+        }
     } else {
         let stats = Tensor::empty(engine, &[4 * c], DType::F32)?;
         let binds = [running[0], running[1], Bind::Whole(&stats)];
@@ -301,16 +313,11 @@ fn batch_norm_over(
     let (sx, sgamma, sbeta) = (x.clone(), gamma.cloned(), beta.cloned());
     let sout = relu.then(|| out.clone());
     tape::record(&out, &inputs, move |dy| {
-        // Through the relu first: dy where the output is positive.
-        let masked = match &sout {
-            Some(o) => Some(super::elementwise::relu_mask(o, dy)?),
-            None => None,
-        };
-        let dy = masked.as_ref().unwrap_or(dy);
+        // Through the relu (`sout`) inside the passes below: dy counts where the output is positive.
         let wants_affine = sgamma.iter().chain(&sbeta).any(|t| t.requires_grad());
         // Per channel: sum(dy) is dbeta and sum(dy * xhat) is dgamma.
         let sums = if training || wants_affine {
-            Some(group_grad_sums(&sx, dy, &stats, view, None)?)
+            Some(group_grad_sums(&sx, dy, &stats, view, None, sout.as_ref())?)
         } else {
             None
         };
@@ -327,10 +334,13 @@ fn batch_norm_over(
         let dx = if sx.requires_grad() {
             let dx = sx.empty_like()?;
             let g = sgamma.as_ref().unwrap_or(&stats);
+            // Without the relu the mask binding is never read; x stands in for it.
+            let mask = Bind::Chunk(sout.as_ref().unwrap_or(&sx));
             let binds: Vec<Bind> = match (dx_sums, training) {
                 (Some((sum_dy, sum_dy_xhat)), true) => vec![
                     Bind::Chunk(&sx),
                     Bind::Chunk(dy),
+                    mask,
                     Bind::Whole(&stats),
                     Bind::Whole(g),
                     Bind::Whole(sum_dy),
@@ -339,6 +349,7 @@ fn batch_norm_over(
                 ],
                 _ => vec![
                     Bind::Chunk(dy),
+                    mask,
                     Bind::Whole(&stats),
                     Bind::Whole(g),
                     Bind::Chunk(&dx),

@@ -84,7 +84,7 @@ pub(crate) fn grouped_norm(
         has_gamma: gamma.is_some() as u32,
         has_beta: beta.is_some() as u32,
     };
-    let stats = group_stats(x, view, eps)?;
+    let stats = group_stats(x, view, eps, None)?;
     let out = x.empty_like()?;
     // A missing gamma or beta is never read; the statistics stand in for its binding.
     let binds = [
@@ -103,8 +103,14 @@ pub(crate) fn grouped_norm(
     tape::record(&out, &inputs, move |dy| {
         let numel = sx.numel();
         let dx = if sx.requires_grad() {
-            let (sum_gd, sum_gd_xhat) =
-                group_grad_sums(&sx, dy, &stats, view, sgamma.as_ref().map(|t| (t, map)))?;
+            let (sum_gd, sum_gd_xhat) = group_grad_sums(
+                &sx,
+                dy,
+                &stats,
+                view,
+                sgamma.as_ref().map(|t| (t, map)),
+                None,
+            )?;
             let dx = sx.empty_like()?;
             let binds = [
                 Bind::Chunk(&sx),

@@ -188,6 +188,8 @@ fn params(
         has_gamma: map.is_some() as u32,
         first: l.first as u32,
         last: l.last as u32,
+        relu_mask: 0,
+        momentum: 0.0,
     }
 }
 
@@ -212,6 +214,10 @@ crate::kernels::kernel_params! {
         /// Whether this launch is the first / last over the outer axis (start or finish the sums).
         first: u32,
         last: u32,
+        /// grad_partial: count dy only where the bound mask (a fused relu's output) is positive.
+        relu_mask: u32,
+        /// dev_fold_running: batch norm's running-statistics momentum.
+        momentum: f32,
     }
 }
 
@@ -221,9 +227,24 @@ pub(crate) trait ChunkedParams: crate::kernels::KernelParams {
     fn set_chunk(&mut self, len: u32, start: u32);
 }
 
+/// Batch norm's running statistics, updated in place by the pass that finishes the batch's
+/// statistics: running = (1 - momentum) * running + momentum * batch (unbiased variance).
+#[derive(Clone, Copy)]
+pub(crate) struct RunningStats<'a> {
+    pub mean: &'a Tensor,
+    pub var: &'a Tensor,
+    pub momentum: f32,
+}
+
 /// Mean and variance per group of `x` (f32) seen as `view`: a [4 * groups] tensor holding the mean,
-/// its low-order correction, the biased variance and 1/sqrt(var + eps).
-pub(crate) fn group_stats(x: &Tensor, view: GroupView, eps: f32) -> Result<Tensor> {
+/// its low-order correction, the biased variance and 1/sqrt(var + eps). With `running`, the last
+/// fold also moves those running statistics toward the batch's (no pass of its own).
+pub(crate) fn group_stats(
+    x: &Tensor,
+    view: GroupView,
+    eps: f32,
+    running: Option<RunningStats>,
+) -> Result<Tensor> {
     let engine = x.engine();
     if view.groups * 4 > engine.max_binding_words() as usize {
         return Err(Error::Shape(format!(
@@ -234,19 +255,37 @@ pub(crate) fn group_stats(x: &Tensor, view: GroupView, eps: f32) -> Result<Tenso
     let launches = plan(engine, view, 2)?;
     let part = Tensor::empty(engine, &[partial_words(view, &launches, 2)], DType::F32)?;
     let stats = Tensor::empty(engine, &[4 * view.groups], DType::F32)?;
-    for (partial, fold) in [("mean_partial", "mean_fold"), ("dev_partial", "dev_fold")] {
-        for l in &launches {
-            let (xs, xb) = window(engine, x, l.start, l.len);
-            let words = params(view, l, xb, eps, None);
-            let n = (l.ng * l.chunks) as u64;
-            if partial == "mean_partial" {
-                engine.dispatch_1d("moments", partial, &[], &words, &[xs, part.slice()], n)?;
-            } else {
-                let bufs = [xs, stats.slice(), part.slice()];
-                engine.dispatch_1d("moments", partial, &[], &words, &bufs, n)?;
+    for l in &launches {
+        let (xs, xb) = window(engine, x, l.start, l.len);
+        let words = params(view, l, xb, eps, None);
+        let n = (l.ng * l.chunks) as u64;
+        engine.dispatch_1d(
+            "moments",
+            "mean_partial",
+            &[],
+            &words,
+            &[xs, part.slice()],
+            n,
+        )?;
+        let bufs = [part.slice(), stats.slice()];
+        engine.dispatch_1d("moments", "mean_fold", &[], &words, &bufs, l.ng as u64)?;
+    }
+    for l in &launches {
+        let (xs, xb) = window(engine, x, l.start, l.len);
+        let words = MomentsParams {
+            momentum: running.map_or(0.0, |r| r.momentum),
+            ..params(view, l, xb, eps, None)
+        };
+        let n = (l.ng * l.chunks) as u64;
+        let bufs = [xs, stats.slice(), part.slice()];
+        engine.dispatch_1d("moments", "dev_partial", &[], &words, &bufs, n)?;
+        let (groups, fold) = (l.ng as u64, [part.slice(), stats.slice()]);
+        match running {
+            Some(r) => {
+                let bufs = [fold[0], fold[1], r.mean.slice(), r.var.slice()];
+                engine.dispatch_1d("moments", "dev_fold_running", &[], &words, &bufs, groups)?;
             }
-            let bufs = [part.slice(), stats.slice()];
-            engine.dispatch_1d("moments", fold, &[], &words, &bufs, l.ng as u64)?;
+            None => engine.dispatch_1d("moments", "dev_fold", &[], &words, &fold, groups)?,
         }
     }
     Ok(stats)
@@ -329,13 +368,16 @@ pub(crate) fn sum_across(tensors: &[&Tensor], world: &dyn Collective) -> Result<
 }
 
 /// Per group, sum(gd) and sum(gd * xhat) with xhat = (x - mean) * rstd from `stats` and
-/// gd = dy * gamma[channel] (or dy without gamma): what every normalization backward needs.
+/// gd = dy * gamma[channel] (or dy without gamma): what every normalization backward needs. With
+/// `relu_out`, dy counts only where that output is positive: the backward of a relu fused into the
+/// forward, with no masked copy of dy.
 pub(crate) fn group_grad_sums(
     x: &Tensor,
     dy: &Tensor,
     stats: &Tensor,
     view: GroupView,
     gamma: Option<(&Tensor, ChannelMap)>,
+    relu_out: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor)> {
     let engine = x.engine();
     let launches = plan(engine, view, 2)?;
@@ -344,13 +386,18 @@ pub(crate) fn group_grad_sums(
     let sum_b = Tensor::empty(engine, &[view.groups], DType::F32)?;
     let map = gamma.map(|(_, m)| m);
     for l in &launches {
-        // x and dy share their layout, so their windows start at the same element.
+        // x, dy and the relu's output share their layout, so their windows start at the same
+        // element.
         let (xs, xb) = window(engine, x, l.start, l.len);
         let (ds, _) = window(engine, dy, l.start, l.len);
-        // Without gamma the kernel never reads that binding; x stands in for it.
+        // Without gamma (or a relu) the kernel never reads that binding; x stands in for it.
         let gs = gamma.map_or(xs, |(g, _)| g.slice());
-        let words = params(view, l, xb, 0.0, map);
-        let bufs = [xs, ds, stats.slice(), gs, part.slice()];
+        let ms = relu_out.map_or(xs, |t| window(engine, t, l.start, l.len).0);
+        let words = MomentsParams {
+            relu_mask: relu_out.is_some() as u32,
+            ..params(view, l, xb, 0.0, map)
+        };
+        let bufs = [xs, ds, stats.slice(), gs, part.slice(), ms];
         let n = (l.ng * l.chunks) as u64;
         engine.dispatch_1d("moments", "grad_partial", &[], &words, &bufs, n)?;
         let bufs = [part.slice(), sum_a.slice(), sum_b.slice()];
