@@ -59,21 +59,25 @@ fn matmul_case(
 }
 
 /// The distinct convolutions of ResNet-18: (label, C, O, kernel, stride, pad, input size).
+/// ResNet-18's distinct convolutions at `input` px with channels scaled by 1 / `shrink` (8: the
+/// CPU-sized main job's width 1/8).
 fn resnet_convs(
     input: usize,
     imagenet_stem: bool,
+    shrink: usize,
 ) -> Vec<(String, usize, usize, usize, usize, usize, usize)> {
     let mut v = Vec::new();
     let mut size = input;
+    let w0 = 64 / shrink;
     if imagenet_stem {
-        v.push(("stem 7x7/2".to_string(), 3, 64, 7, 2, 3, size));
+        v.push(("stem 7x7/2".to_string(), 3, w0, 7, 2, 3, size));
         size = size / 2 / 2; // stride-2 conv, then the 3x3/2 max pool
     } else {
-        v.push(("stem 3x3".to_string(), 3, 64, 3, 1, 1, size));
+        v.push(("stem 3x3".to_string(), 3, w0, 3, 1, 1, size));
     }
-    v.push(("layer1 3x3".into(), 64, 64, 3, 1, 1, size));
-    let mut c = 64;
-    for (layer, o) in [(2, 128), (3, 256), (4, 512)] {
+    v.push(("layer1 3x3".into(), w0, w0, 3, 1, 1, size));
+    let mut c = w0;
+    for (layer, o) in [(2, 2 * w0), (3, 4 * w0), (4, 8 * w0)] {
         v.push((format!("layer{layer} 3x3/2"), c, o, 3, 2, 1, size));
         v.push((format!("layer{layer} 1x1/2 shortcut"), c, o, 1, 2, 0, size));
         size = size.div_ceil(2);
@@ -85,13 +89,19 @@ fn resnet_convs(
 
 fn conv_cases(e: &Engine, r: &mut Rng, batch: usize) -> Vec<Case> {
     let mut v = Vec::new();
-    for (input, imagenet) in [(96, true), (32, false)] {
-        for (label, c, o, k, stride, pad, size) in resnet_convs(input, imagenet) {
+    // 16 px at width 1/8 is the CPU-sized main job (its batch is 32: `--batch 32`).
+    for (input, imagenet, shrink) in [(96, true, 1), (32, false, 1), (16, false, 8)] {
+        for (label, c, o, k, stride, pad, size) in resnet_convs(input, imagenet, shrink) {
             let x = random(e, r, &[batch, c, size, size]);
             let w = random(e, r, &[o, c, k, k]);
             let out = (size + 2 * pad - k) / stride + 1;
             let flops = 2.0 * (batch * o * out * out * c * k * k) as f64;
-            let shape = format!("{input}px b{batch} {label} {c}->{o} @{size}");
+            let width = if shrink == 1 {
+                String::new()
+            } else {
+                format!(" w1/{shrink}")
+            };
+            let shape = format!("{input}px{width} b{batch} {label} {c}->{o} @{size}");
             let (x1, w1) = (x.clone(), w.clone());
             v.push(Case {
                 name: "conv2d fwd".into(),
