@@ -44,24 +44,19 @@ struct Params {
     pitch: u32,
 }
 
-// Each vec4 view sits right after its scalar binding, so both forms of an entry take their
-// buffers in the same order.
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> dy: array<f32>;
-@group(0) @binding(4) var<storage, read> dy4: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read> stats: array<f32>;
-@group(0) @binding(6) var<storage, read> gamma: array<f32>;
-@group(0) @binding(7) var<storage, read> part_in: array<f32>;
-@group(0) @binding(8) var<storage, read_write> part: array<f32>;
-@group(0) @binding(9) var<storage, read_write> stats_out: array<f32>;
-@group(0) @binding(10) var<storage, read_write> sum_a: array<f32>;
-@group(0) @binding(11) var<storage, read_write> sum_b: array<f32>;
-@group(0) @binding(12) var<storage, read> mask_by: array<f32>;
-@group(0) @binding(13) var<storage, read> mask_by4: array<vec4<f32>>;
-@group(0) @binding(14) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(15) var<storage, read_write> running_var: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(3) var<storage, read> stats: array<f32>;
+@group(0) @binding(4) var<storage, read> gamma: array<f32>;
+@group(0) @binding(5) var<storage, read> part_in: array<f32>;
+@group(0) @binding(6) var<storage, read_write> part: array<f32>;
+@group(0) @binding(7) var<storage, read_write> stats_out: array<f32>;
+@group(0) @binding(8) var<storage, read_write> sum_a: array<f32>;
+@group(0) @binding(9) var<storage, read_write> sum_b: array<f32>;
+@group(0) @binding(10) var<storage, read> mask_by: array<f32>;
+@group(0) @binding(11) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(12) var<storage, read_write> running_var: array<f32>;
 
 // One chunk of one group: its local group index, chunk index and element range.
 struct Chunk {
@@ -253,81 +248,4 @@ fn grad_fold(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     sum_a[g] = carry(sum_a[g], s1);
     sum_b[g] = carry(sum_b[g], s2);
-}
-
-// ---- The partial passes four elements per invocation step, where inner, chunk_len and x_base
-// are multiples of 4 (so every run of four elements is contiguous, in one slab and one chunk) and
-// the bindings are 16-byte aligned. grad_partial4 has no gamma (batch norm's sums). `e` and `b`
-// still count elements.
-
-fn walk4_next(w: Walk) -> Walk {
-    var n = Walk(w.e + 4u, w.b + 4u);
-    if n.b == p.inner {
-        n.b = 0u;
-        n.e += (p.groups - 1u) * p.inner;
-    }
-    return n;
-}
-
-fn sum4(v: vec4<f32>) -> f32 {
-    return (v.x + v.y) + (v.z + v.w);
-}
-
-@compute @workgroup_size(256)
-fn mean_partial4(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let c = chunk_of(gid);
-    if !c.valid { return; }
-    var acc = vec4<f32>(0.0);
-    var w = walk_start(c.gl, c.j0);
-    for (var j = c.j0; j < c.j1; j += 4u) {
-        acc += x4[w.e / 4u];
-        w = walk4_next(w);
-    }
-    part[(p.g0 + c.gl) * p.chunks + c.k] = sum4(acc);
-}
-
-@compute @workgroup_size(256)
-fn dev_partial4(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let c = chunk_of(gid);
-    if !c.valid { return; }
-    let g = p.g0 + c.gl;
-    let m = stats[g];
-    var s1 = vec4<f32>(0.0);
-    var s2 = vec4<f32>(0.0);
-    var w = walk_start(c.gl, c.j0);
-    for (var j = c.j0; j < c.j1; j += 4u) {
-        let d = x4[w.e / 4u] - m;
-        s1 += d;
-        s2 += d * d;
-        w = walk4_next(w);
-    }
-    let s = (g * p.chunks + c.k) * 2u;
-    part[s] = sum4(s1);
-    part[s + 1u] = sum4(s2);
-}
-
-@compute @workgroup_size(256)
-fn grad_partial4(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let c = chunk_of(gid);
-    if !c.valid { return; }
-    let g = p.g0 + c.gl;
-    let mean = stats[g];
-    let lo = stats[p.groups + g];
-    let r = stats[3u * p.groups + g];
-    var s1 = vec4<f32>(0.0);
-    var s2 = vec4<f32>(0.0);
-    var w = walk_start(c.gl, c.j0);
-    for (var j = c.j0; j < c.j1; j += 4u) {
-        let i = w.e / 4u;
-        var gd = dy4[i];
-        if p.relu_mask != 0u {
-            gd = select(vec4<f32>(0.0), gd, mask_by4[i] > vec4<f32>(0.0));
-        }
-        s1 += gd;
-        s2 += gd * ((x4[i] - mean) - lo) * r;
-        w = walk4_next(w);
-    }
-    let s = (g * p.chunks + c.k) * 2u;
-    part[s] = sum4(s1);
-    part[s + 1u] = sum4(s2);
 }

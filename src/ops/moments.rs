@@ -9,7 +9,7 @@
 //! folds its partials into the sums of the earlier ones.
 
 use super::{window, LOOP_BUDGET};
-use crate::engine::{BufSlice, Collective, Engine};
+use crate::engine::{Collective, Engine};
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
 
@@ -98,12 +98,6 @@ fn plan(engine: &Engine, view: GroupView, width: usize) -> Result<Vec<Launch>> {
     let most_chunks = (max_words / (width * groups.max(1))).max(1);
     let launch = |start, len, g0, ng, span: usize, first, last| {
         let chunk_len = chunk_len.max(span.div_ceil(most_chunks)).max(1);
-        // Whole vec4s per chunk where slabs hold whole vec4s (the vec4 partial passes).
-        let chunk_len = if inner % 4 == 0 {
-            chunk_len.next_multiple_of(4)
-        } else {
-            chunk_len
-        };
         Launch {
             start,
             len,
@@ -157,21 +151,6 @@ fn plan(engine: &Engine, view: GroupView, width: usize) -> Result<Vec<Launch>> {
         }
     }
     Ok(launches)
-}
-
-/// Whether a launch's partial pass may run its vec4 form (`*_partial4`): runs of four elements
-/// contiguous in one slab and one chunk, starting 16-byte aligned in the bindings.
-fn vec4_launch(
-    engine: &Engine,
-    view: GroupView,
-    l: &Launch,
-    x_base: u32,
-    bufs: &[BufSlice],
-) -> bool {
-    view.inner.is_multiple_of(4)
-        && l.chunk_len.is_multiple_of(4)
-        && x_base.is_multiple_of(4)
-        && engine.vec4_fits(bufs)
 }
 
 /// Words of the partial buffer the launches need.
@@ -280,13 +259,14 @@ pub(crate) fn group_stats(
         let (xs, xb) = window(engine, x, l.start, l.len);
         let words = params(view, l, xb, eps, None);
         let n = (l.ng * l.chunks) as u64;
-        let four = vec4_launch(engine, view, l, xb, &[xs]);
-        let entry = if four {
-            "mean_partial4"
-        } else {
-            "mean_partial"
-        };
-        engine.dispatch_1d("moments", entry, &[], &words, &[xs, part.slice()], n)?;
+        engine.dispatch_1d(
+            "moments",
+            "mean_partial",
+            &[],
+            &words,
+            &[xs, part.slice()],
+            n,
+        )?;
         let bufs = [part.slice(), stats.slice()];
         engine.dispatch_1d("moments", "mean_fold", &[], &words, &bufs, l.ng as u64)?;
     }
@@ -298,9 +278,7 @@ pub(crate) fn group_stats(
         };
         let n = (l.ng * l.chunks) as u64;
         let bufs = [xs, stats.slice(), part.slice()];
-        let four = vec4_launch(engine, view, l, xb, &[xs]);
-        let entry = if four { "dev_partial4" } else { "dev_partial" };
-        engine.dispatch_1d("moments", entry, &[], &words, &bufs, n)?;
+        engine.dispatch_1d("moments", "dev_partial", &[], &words, &bufs, n)?;
         let (groups, fold) = (l.ng as u64, [part.slice(), stats.slice()]);
         match running {
             Some(r) => {
@@ -419,15 +397,9 @@ pub(crate) fn group_grad_sums(
             relu_mask: relu_out.is_some() as u32,
             ..params(view, l, xb, 0.0, map)
         };
+        let bufs = [xs, ds, stats.slice(), gs, part.slice(), ms];
         let n = (l.ng * l.chunks) as u64;
-        if gamma.is_none() && vec4_launch(engine, view, l, xb, &[xs, ds, ms]) {
-            // The vec4 form reads no gamma.
-            let bufs = [xs, ds, stats.slice(), part.slice(), ms];
-            engine.dispatch_1d("moments", "grad_partial4", &[], &words, &bufs, n)?;
-        } else {
-            let bufs = [xs, ds, stats.slice(), gs, part.slice(), ms];
-            engine.dispatch_1d("moments", "grad_partial", &[], &words, &bufs, n)?;
-        }
+        engine.dispatch_1d("moments", "grad_partial", &[], &words, &bufs, n)?;
         let bufs = [part.slice(), sum_a.slice(), sum_b.slice()];
         engine.dispatch_1d("moments", "grad_fold", &[], &words, &bufs, l.ng as u64)?;
     }
