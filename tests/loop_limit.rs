@@ -154,52 +154,55 @@ fn conv2d_with_many_channels_sums_every_channel() {
     // 700 channels of a 3x3 kernel: the barrier-free kernels count about 103 loop iterations per
     // channel, 72,100 in all, in the forward (700 input channels) and the input gradient (700
     // output channels).
+    // 5x5 planes run the general forward, 8x8 ones forward_3x3_rows (rows of whole 8-pixel blocks).
     let e = common::engine();
     let mut rng = Rng::new(10);
-    let (n, h, k, pad, wide) = (2, 5, 3, 1, 700);
-    let x = common::as_f32_values(&positive_vec(&mut rng, n * wide * h * h));
-    let w = common::as_f32_values(&positive_vec(&mut rng, 3 * wide * k * k));
-    let bias = common::as_f32_values(&positive_vec(&mut rng, 3));
-    let y = ops::conv2d(
-        &upload(&e, &x, &[n, wide, h, h], false),
-        &upload(&e, &w, &[3, wide, k, k], false),
-        Some(&upload(&e, &bias, &[3], false)),
-        1,
-        pad,
-    )
-    .unwrap();
-    let forward = Conv {
-        n,
-        c: wide,
-        h,
-        w: h,
-        o: 3,
-        k,
-        stride: 1,
-        pad,
-    };
-    let expected = forward.forward(&x, &w, Some(&bias));
-    assert_close("conv2d forward", &y.to_vec().unwrap(), &expected);
+    for h in [5, 8] {
+        let (n, k, pad, wide) = (2, 3, 1, 700);
+        let x = common::as_f32_values(&positive_vec(&mut rng, n * wide * h * h));
+        let w = common::as_f32_values(&positive_vec(&mut rng, 3 * wide * k * k));
+        let bias = common::as_f32_values(&positive_vec(&mut rng, 3));
+        let y = ops::conv2d(
+            &upload(&e, &x, &[n, wide, h, h], false),
+            &upload(&e, &w, &[3, wide, k, k], false),
+            Some(&upload(&e, &bias, &[3], false)),
+            1,
+            pad,
+        )
+        .unwrap();
+        let forward = Conv {
+            n,
+            c: wide,
+            h,
+            w: h,
+            o: 3,
+            k,
+            stride: 1,
+            pad,
+        };
+        let expected = forward.forward(&x, &w, Some(&bias));
+        assert_close("conv2d forward", &y.to_vec().unwrap(), &expected);
 
-    // The input gradient of a 3 -> 700 channel convolution is the forward of 700 -> 3 channels
-    // with the weight transposed over channels and flipped in space.
-    let wb = common::as_f32_values(&positive_vec(&mut rng, wide * 3 * k * k));
-    let dy = common::as_f32_values(&positive_vec(&mut rng, n * wide * h * h));
-    let dx = ops::conv2d::conv2d_backward_input(
-        &[n, 3, h, h],
-        &upload(&e, &wb, &[wide, 3, k, k], false),
-        &upload(&e, &dy, &[n, wide, h, h], false),
-        1,
-        pad,
-    )
-    .unwrap();
-    let backward = Conv {
-        c: 3,
-        o: wide,
-        ..forward
-    };
-    let (expected, _, _) = backward.backward(&vec![0.0; n * 3 * h * h], &wb, &dy);
-    assert_close("conv2d input gradient", &dx.to_vec().unwrap(), &expected);
+        // The input gradient of a 3 -> 700 channel convolution is the forward of 700 -> 3 channels
+        // with the weight transposed over channels and flipped in space.
+        let wb = common::as_f32_values(&positive_vec(&mut rng, wide * 3 * k * k));
+        let dy = common::as_f32_values(&positive_vec(&mut rng, n * wide * h * h));
+        let dx = ops::conv2d::conv2d_backward_input(
+            &[n, 3, h, h],
+            &upload(&e, &wb, &[wide, 3, k, k], false),
+            &upload(&e, &dy, &[n, wide, h, h], false),
+            1,
+            pad,
+        )
+        .unwrap();
+        let backward = Conv {
+            c: 3,
+            o: wide,
+            ..forward
+        };
+        let (expected, _, _) = backward.backward(&vec![0.0; n * 3 * h * h], &wb, &dy);
+        assert_close("conv2d input gradient", &dx.to_vec().unwrap(), &expected);
+    }
 }
 
 #[test]

@@ -98,6 +98,8 @@ fn resnet_shapes(variant: (MatmulVariant, ConvVariant)) {
         conv(2, 8, 8, 8, 16, 3, 2, 1),  // multiples of 4 (the vec4 matmul when unfolded)
         conv(3, 4, 6, 6, 8, 3, 1, 1),   // the same at stride 1
         conv(4, 5, 5, 5, 6, 3, 2, 1),   // 3x3 outputs: vec4 columns that cross samples
+        conv(2, 5, 8, 8, 9, 3, 1, 1),   // rows of 8 outputs: the direct forward_3x3_rows
+        conv(1, 3, 10, 18, 7, 3, 1, 0), // the same unpadded, 16 wide, 8 high
     ];
     for (i, cv) in cases.into_iter().enumerate() {
         check(&e, &mut rng, cv, i % 2 == 0);
@@ -151,6 +153,7 @@ fn batches_larger_than_a_binding_are_split() {
         });
         let mut rng = Rng::new(53);
         check(&e, &mut rng, conv(3, 4, 9, 9, 6, 3, 1, 1), true);
+        check(&e, &mut rng, conv(3, 4, 8, 8, 6, 3, 1, 1), true);
     }
 }
 
@@ -168,6 +171,43 @@ fn unfolded_batches_are_split_into_groups_of_samples() {
         let mut rng = Rng::new(54);
         check(&e, &mut rng, conv(3, 4, 9, 9, 6, 3, 1, 1), true);
         check(&e, &mut rng, conv(3, 4, 9, 9, 6, 3, 2, 1), false);
+    }
+}
+
+#[test]
+fn direct_forward_takes_rows_where_output_rows_hold_whole_blocks() {
+    // The kernel each shape ran, from the profiler: forward_3x3_rows for 3x3 stride 1 with OW a
+    // multiple of 8, the general forward elsewhere (both checked against f64 above).
+    let e = common::engine_with(EngineOptions {
+        matmul: MatmulVariant::Blocked,
+        conv: ConvVariant::Direct,
+        profile: true,
+        ..Default::default()
+    });
+    let ran = |x: [usize; 4], k: usize, stride: usize| -> Vec<String> {
+        e.profile_report();
+        let xt = byol::Tensor::full(&e, 0.5, &x).unwrap();
+        let w = byol::Tensor::full(&e, 0.25, &[4, x[1], k, k]).unwrap();
+        ops::conv2d(&xt, &w, None, stride, k / 2)
+            .unwrap()
+            .to_vec()
+            .unwrap();
+        e.profile_report().into_iter().map(|k| k.0).collect()
+    };
+    let rows = "conv2d::forward_3x3_rows".to_string();
+    let general = "conv2d::forward".to_string();
+    let r = ran([2, 3, 8, 16], 3, 1);
+    assert!(r.contains(&rows) && !r.contains(&general), "{r:?}");
+    for (x, k, stride) in [
+        ([2, 3, 9, 9], 3, 1),
+        ([2, 3, 16, 16], 3, 2),
+        ([2, 3, 8, 8], 1, 1),
+    ] {
+        let r = ran(x, k, stride);
+        assert!(
+            r.contains(&general) && !r.contains(&rows),
+            "{x:?} k{k} s{stride}: {r:?}"
+        );
     }
 }
 

@@ -287,6 +287,11 @@ fn forward_into(
             g.o.div_ceil(TILE) as u32,
             1,
         ];
+        let entry = if rows_3x3(engine, g) {
+            "forward_3x3_rows"
+        } else {
+            "forward"
+        };
         for &(c0, len) in &ranges {
             let params = ConvParams {
                 chan_begin: c0 as u32,
@@ -296,7 +301,7 @@ fn forward_into(
             };
             engine.dispatch(
                 shader(engine),
-                "forward",
+                entry,
                 &[],
                 &params,
                 &[xs, w.slice(), bs, ys],
@@ -404,6 +409,12 @@ fn backward_weight(g: &Geometry, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
 /// ranges of at most `LOOP_BUDGET` iterations. The tiled kernel (about 1.2 per channel and tap,
 /// measured likewise) takes every channel in one launch: a GPU needs no split, and on a software
 /// adapter, where it only runs when forced, a loop past the budget is refused.
+/// Whether the direct forward runs `forward_3x3_rows` (conv2d.wgsl): a 3x3 kernel at stride 1
+/// whose output rows hold whole 8-pixel blocks.
+fn rows_3x3(engine: &Engine, g: &Geometry) -> bool {
+    shader(engine) == "conv2d" && g.kh == 3 && g.kw == 3 && g.stride == 1 && g.ow.is_multiple_of(8)
+}
+
 fn channel_ranges(
     engine: &Engine,
     op: &str,
@@ -417,7 +428,9 @@ fn channel_ranges(
         check_loop_budget(engine, op, iterations, hint)?;
         return Ok(vec![(0, channels)]);
     }
-    let per_channel = 4 + 3 * g.kh + 10 * taps;
+    // forward_3x3_rows loads a run of 10 inputs per kernel row on top.
+    let rows = if rows_3x3(engine, g) { 12 * g.kh } else { 0 };
+    let per_channel = 4 + 3 * g.kh + 10 * taps + rows;
     if per_channel > LOOP_BUDGET {
         let hint = "use a smaller kernel there";
         check_loop_budget(engine, op, per_channel as u64, hint)?;
