@@ -403,18 +403,18 @@ fn backward_weight(g: &Geometry, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
         .view(&[g.o, g.c, g.kh, g.kw])
 }
 
-/// The channel ranges, one launch each, that the forward (input gradient) sums over its `channels`
-/// input (output) channels. The barrier-free kernel counts about 4 + 3·kh + 10·kh·kw loop
-/// iterations per channel on llvmpipe (measured, Mesa 22.3), so its channel loop is split into
-/// ranges of at most `LOOP_BUDGET` iterations. The tiled kernel (about 1.2 per channel and tap,
-/// measured likewise) takes every channel in one launch: a GPU needs no split, and on a software
-/// adapter, where it only runs when forced, a loop past the budget is refused.
 /// Whether the direct forward runs `forward_3x3_rows` (conv2d.wgsl): a 3x3 kernel at stride 1
 /// whose output rows hold whole 8-pixel blocks.
 fn rows_3x3(engine: &Engine, g: &Geometry) -> bool {
     shader(engine) == "conv2d" && g.kh == 3 && g.kw == 3 && g.stride == 1 && g.ow.is_multiple_of(8)
 }
 
+/// The channel ranges, one launch each, that the forward (input gradient) sums over its `channels`
+/// input (output) channels. The barrier-free kernel counts about 4 + 3·kh + 10·kh·kw loop
+/// iterations per channel on llvmpipe (measured, Mesa 22.3), so its channel loop is split into
+/// ranges of at most `LOOP_BUDGET` iterations. The tiled kernel (about 1.2 per channel and tap,
+/// measured likewise) takes every channel in one launch: a GPU needs no split, and on a software
+/// adapter, where it only runs when forced, a loop past the budget is refused.
 fn channel_ranges(
     engine: &Engine,
     op: &str,
@@ -428,7 +428,7 @@ fn channel_ranges(
         check_loop_budget(engine, op, iterations, hint)?;
         return Ok(vec![(0, channels)]);
     }
-    // forward_3x3_rows loads a run of 10 inputs per kernel row on top.
+    // forward_3x3_rows loads a run of 10 inputs per kernel row on top (an allowance, not measured).
     let rows = if rows_3x3(engine, g) { 12 * g.kh } else { 0 };
     let per_channel = 4 + 3 * g.kh + 10 * taps + rows;
     if per_channel > LOOP_BUDGET {
