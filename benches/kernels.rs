@@ -1,5 +1,5 @@
 //! Kernel throughput: `cargo bench --bench kernels [-- FILTER] [--samples N] [--batch N]
-//! [--matmul blocked|tiled|vec4-wide|vec4-rows|vec4-rows-wide|texture|texture-wide|texture-rows-wide] [--conv direct|unfold] [--tune]`.
+//! [--matmul blocked|tiled|vec4-wide|vec4-rows|vec4-rows-wide|texture|texture-wide|texture-rows-wide] [--conv direct|direct-uniform|unfold] [--tune]`.
 //! With `--tune` each product and convolution pass runs the kernel measured fastest for its shape
 //! (the tune cache, see `byol tune`), and the choices are listed at the end.
 //!
@@ -89,8 +89,14 @@ fn resnet_convs(
 
 fn conv_cases(e: &Engine, r: &mut Rng, batch: usize) -> Vec<Case> {
     let mut v = Vec::new();
-    // 16 px at width 1/8 is the CPU-sized main job (its batch is 32: `--batch 32`).
-    for (input, imagenet, shrink) in [(96, true, 1), (32, false, 1), (16, false, 8)] {
+    // 32 px at width 1/4 is the step bench's small config (batch 128), 16 px at width 1/8 the
+    // CPU-sized main job (its batch is 32: `--batch 32`).
+    for (input, imagenet, shrink) in [
+        (96, true, 1),
+        (32, false, 1),
+        (32, false, 4),
+        (16, false, 8),
+    ] {
         for (label, c, o, k, stride, pad, size) in resnet_convs(input, imagenet, shrink) {
             let x = random(e, r, &[batch, c, size, size]);
             let w = random(e, r, &[o, c, k, k]);
@@ -393,8 +399,9 @@ fn main() {
                 i += 1;
                 conv = match args.get(i).map(String::as_str) {
                     Some("direct") => ConvVariant::Direct,
+                    Some("direct-uniform") => ConvVariant::DirectUniform,
                     Some("unfold") => ConvVariant::Unfold,
-                    _ => panic!("--conv direct|unfold"),
+                    _ => panic!("--conv direct|direct-uniform|unfold"),
                 };
             }
             s if !s.starts_with('-') => filter = Some(s.to_lowercase()),

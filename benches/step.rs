@@ -1,5 +1,5 @@
 //! The training step of `byol train`: `cargo bench --bench step [-- --samples N] [--config NAME]
-//! [--conv direct|unfold] [--tune] [--sync-bn] [--bn-groups G]`. With `--tune` the convolutions'
+//! [--conv direct|direct-uniform|unfold] [--tune] [--sync-bn] [--bn-groups G]`. With `--tune` the convolutions'
 //! kernels are chosen by measurement (the tune cache, see `byol tune`), and the table of choices
 //! is printed. `--bn-groups G` times ghost batch norm (each of G slices of the batch normalized
 //! on its own).
@@ -115,8 +115,9 @@ fn main() {
                 i += 1;
                 conv = match args.get(i).map(String::as_str) {
                     Some("direct") => ConvVariant::Direct,
+                    Some("direct-uniform") => ConvVariant::DirectUniform,
                     Some("unfold") => ConvVariant::Unfold,
-                    _ => panic!("--conv direct|unfold"),
+                    _ => panic!("--conv direct|direct-uniform|unfold"),
                 };
             }
             _ => {}

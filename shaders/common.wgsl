@@ -50,6 +50,12 @@ struct ConvParams {
     chan_begin: u32,
     chan_end: u32,
     accumulate: u32,
+    // forward: this launch computes output channels [o_begin, o_end).
+    o_begin: u32,
+    o_end: u32,
+    // forward / backward_input with WEIGHT_UNIFORM: added (wrapping) to a flat weight index to
+    // find it in the uniform window.
+    w_shift: u32,
 }
 
 // The parameter block of the three matmul kernels (matmul_blocked, matmul_vec4, matmul_tiled);

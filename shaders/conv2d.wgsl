@@ -23,13 +23,30 @@
 @group(0) @binding(5) var<storage, read> dy: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dw: array<f32>;
+// The weight again, as a 64 KiB uniform window (see `weight`).
+@group(0) @binding(8) var<uniform> wu: array<vec4<f32>, 4096>;
+
+// Where forward and backward_input read the weight: a uniform window when WEIGHT_UNIFORM (on
+// llvmpipe, Mesa 22, a uniform load is a plain gather while a storage load is a branch per lane;
+// src/ops/conv2d.rs binds 64 KiB of the weight's buffer around the rows a launch needs, or a copy
+// of them), storage otherwise. `i` is the flat weight index; `w_shift` (wrapping) maps it into
+// the window.
+override WEIGHT_UNIFORM: bool = false;
+
+fn weight(i: u32) -> f32 {
+    if WEIGHT_UNIFORM {
+        let j = i + p.w_shift;
+        return wu[j >> 2u][j & 3u];
+    }
+    return wt[i];
+}
 
 @compute @workgroup_size(8, 8, 1)
 fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pixels = p.batch * p.oh * p.ow;
     let p0 = gid.x * 8u;
-    let o0 = gid.y * 8u;
-    if p0 >= pixels || o0 >= p.o { return; }
+    let o0 = p.o_begin + gid.y * 8u;
+    if p0 >= pixels || o0 >= p.o_end { return; }
     let hw = p.h * p.w;
     let ksz = p.kh * p.kw;
     // Per output pixel of the block: where its input window starts.
@@ -45,7 +62,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
         iw0[j] = i32((r % p.ow) * p.stride) - i32(p.pad);
     }
     var orow: array<u32, 8>;
-    for (var i = 0u; i < 8u; i++) { orow[i] = min(o0 + i, p.o - 1u) * p.c * ksz; }
+    for (var i = 0u; i < 8u; i++) { orow[i] = min(o0 + i, p.o_end - 1u) * p.c * ksz; }
     var acc: array<array<f32, 8>, 8>;
     for (var c = p.chan_begin; c < p.chan_end; c++) {
         for (var ki = 0u; ki < p.kh; ki++) {
@@ -60,7 +77,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
                     xv[j] = select(0.0, x[select(xb[j], idx, inside)], inside);
                 }
                 for (var i = 0u; i < 8u; i++) {
-                    let wv = wt[orow[i] + kidx];
+                    let wv = weight(orow[i] + kidx);
                     for (var j = 0u; j < 8u; j++) { acc[i][j] = fma(wv, xv[j], acc[i][j]); }
                 }
             }
@@ -69,7 +86,7 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ohw = p.oh * p.ow;
     for (var i = 0u; i < 8u; i++) {
         let o = o0 + i;
-        if o >= p.o { break; }
+        if o >= p.o_end { break; }
         var b = 0.0;
         if p.has_bias != 0u && p.accumulate == 0u { b = bias[o]; }
         for (var j = 0u; j < 8u; j++) {
@@ -92,8 +109,8 @@ fn forward(@builtin(global_invocation_id) gid: vec3<u32>) {
 fn forward_3x3_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pixels = p.batch * p.oh * p.ow;
     let p0 = gid.x * 8u;
-    let o0 = gid.y * 8u;
-    if p0 >= pixels || o0 >= p.o { return; }
+    let o0 = p.o_begin + gid.y * 8u;
+    if p0 >= pixels || o0 >= p.o_end { return; }
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
     let n = p0 / ohw;
@@ -102,7 +119,7 @@ fn forward_3x3_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ih0 = i32(r / p.ow) - i32(p.pad);
     let iw0 = i32(r % p.ow) - i32(p.pad);
     var orow: array<u32, 8>;
-    for (var i = 0u; i < 8u; i++) { orow[i] = min(o0 + i, p.o - 1u) * p.c * 9u; }
+    for (var i = 0u; i < 8u; i++) { orow[i] = min(o0 + i, p.o_end - 1u) * p.c * 9u; }
     var acc: array<array<f32, 8>, 8>;
     for (var c = p.chan_begin; c < p.chan_end; c++) {
         for (var ki = 0u; ki < 3u; ki++) {
@@ -118,7 +135,7 @@ fn forward_3x3_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
             for (var kj = 0u; kj < 3u; kj++) {
                 let kidx = (c * 3u + ki) * 3u + kj;
                 for (var i = 0u; i < 8u; i++) {
-                    let wv = wt[orow[i] + kidx];
+                    let wv = weight(orow[i] + kidx);
                     for (var j = 0u; j < 8u; j++) { acc[i][j] = fma(wv, xr[j + kj], acc[i][j]); }
                 }
             }
@@ -127,7 +144,7 @@ fn forward_3x3_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     let at0 = p.y_base + n * p.o * ohw + r;
     for (var i = 0u; i < 8u; i++) {
         let o = o0 + i;
-        if o >= p.o { break; }
+        if o >= p.o_end { break; }
         var b = 0.0;
         if p.has_bias != 0u && p.accumulate == 0u { b = bias[o]; }
         for (var j = 0u; j < 8u; j++) {
@@ -180,7 +197,7 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
                 }
                 let kidx = o * p.c * ksz + ki * p.kw + kj;
                 for (var i = 0u; i < 8u; i++) {
-                    let wv = wt[kidx + crow[i]];
+                    let wv = weight(kidx + crow[i]);
                     for (var j = 0u; j < 8u; j++) { acc[i][j] = fma(wv, gv[j], acc[i][j]); }
                 }
             }

@@ -224,6 +224,9 @@ pub fn validate_wgsl(name: &str, source: &str) -> Result<(naga::Module, naga::va
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BindingKind {
     Params,
+    /// A read-only array in a uniform buffer at a binding other than 0 (64 KiB at most): on
+    /// llvmpipe a uniform load is a plain gather where a storage load is a per-lane branch.
+    UniformRead,
     StorageRead,
     StorageReadWrite,
     /// A `texture_2d<f32>` read with `textureLoad` (rgba32float, unfilterable).
@@ -263,7 +266,8 @@ pub fn entry_bindings(
             )));
         }
         let kind = match var.space {
-            naga::AddressSpace::Uniform => BindingKind::Params,
+            naga::AddressSpace::Uniform if rb.binding == 0 => BindingKind::Params,
+            naga::AddressSpace::Uniform => BindingKind::UniformRead,
             naga::AddressSpace::Storage { access } => {
                 if access.contains(naga::StorageAccess::STORE) {
                     BindingKind::StorageReadWrite
@@ -373,6 +377,11 @@ impl KernelCache {
                     BindingKind::Params => wgpu::BindingType::Buffer {
                         ty: wgpu::BufferBindingType::Uniform,
                         has_dynamic_offset: true,
+                        min_binding_size: None,
+                    },
+                    BindingKind::UniformRead => wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: false,
                         min_binding_size: None,
                     },
                     BindingKind::StorageRead => wgpu::BindingType::Buffer {

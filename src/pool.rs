@@ -47,6 +47,7 @@ impl BufferPool {
             pending: Vec::new(),
             stats: PoolStats::default(),
             usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::UNIFORM
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
         }

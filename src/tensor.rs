@@ -275,7 +275,7 @@ impl Tensor {
         self.0.offset
     }
 
-    fn byte_offset(&self) -> u64 {
+    pub(crate) fn byte_offset(&self) -> u64 {
         self.0.offset as u64 * 4
     }
 

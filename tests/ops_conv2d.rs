@@ -69,8 +69,9 @@ const fn conv(
 }
 
 /// Every kernel a convolution pass can run: each matmul family, direct and unfolded.
-const VARIANTS: [(MatmulVariant, ConvVariant); 4] = [
+const VARIANTS: [(MatmulVariant, ConvVariant); 5] = [
     (MatmulVariant::Blocked, ConvVariant::Direct),
+    (MatmulVariant::Blocked, ConvVariant::DirectUniform),
     (MatmulVariant::Tiled, ConvVariant::Direct),
     (MatmulVariant::Blocked, ConvVariant::Unfold),
     (MatmulVariant::Tiled, ConvVariant::Unfold),
@@ -112,18 +113,36 @@ fn blocked_kernel_matches_reference_on_resnet_shapes() {
 }
 
 #[test]
-fn tiled_kernel_matches_reference_on_resnet_shapes() {
+fn blocked_kernel_with_uniform_weight_windows_matches_reference_on_resnet_shapes() {
+    // These weights' buffers are smaller than a 64 KiB window: each is copied into one.
     resnet_shapes(VARIANTS[1]);
 }
 
 #[test]
-fn unfolded_with_blocked_matmul_matches_reference_on_resnet_shapes() {
+fn tiled_kernel_matches_reference_on_resnet_shapes() {
     resnet_shapes(VARIANTS[2]);
 }
 
 #[test]
-fn unfolded_with_tiled_matmul_matches_reference_on_resnet_shapes() {
+fn unfolded_with_blocked_matmul_matches_reference_on_resnet_shapes() {
     resnet_shapes(VARIANTS[3]);
+}
+
+#[test]
+fn unfolded_with_tiled_matmul_matches_reference_on_resnet_shapes() {
+    resnet_shapes(VARIANTS[4]);
+}
+
+#[test]
+fn uniform_weight_windows_split_over_output_channels_match_reference() {
+    // 50 x 40 x 3 x 3 = 18000 floats: more than one window (16320 usable floats, 45 rows of 360)
+    // and a buffer large enough to hold windows in place. The forward runs two launches (rows 0-39
+    // and 40-49: whole 8-row blocks), the input gradient splits its reduction over output
+    // channels 0-44 and 45-49; both forwards (8-wide rows and general) and stride 2.
+    let e = engine_for(VARIANTS[1]);
+    let mut rng = Rng::new(55);
+    check(&e, &mut rng, conv(2, 40, 8, 8, 50, 3, 1, 1), true);
+    check(&e, &mut rng, conv(1, 40, 7, 7, 50, 3, 2, 1), false);
 }
 
 #[test]

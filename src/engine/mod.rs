@@ -61,6 +61,9 @@ pub enum ConvVariant {
     /// Implicit GEMM: each product gathers its input window (conv2d.wgsl, or conv2d_tiled.wgsl
     /// with the tiled matmul).
     Direct,
+    /// `Direct` with the forward and the input gradient reading the weight through 64 KiB uniform
+    /// windows (barrier-free kernels only; elsewhere, and for the weight gradient, `Direct`).
+    DirectUniform,
     /// Explicit GEMM: unfold (im2col), the matmul kernel, col2im (conv2d_unfold.wgsl).
     Unfold,
 }
@@ -113,6 +116,10 @@ impl Default for EngineOptions {
         }
     }
 }
+
+/// Bytes of a uniform window a kernel reads an operand through (the shader's
+/// `array<vec4<f32>, 4096>`): the smallest uniform binding limit WebGPU guarantees.
+pub(crate) const UNIFORM_WINDOW_BYTES: u64 = 65536;
 
 /// Bytes reserved per dispatch in the parameter arena (covers every adapter's uniform offset alignment).
 const PARAM_SLOT: u64 = 256;
@@ -173,6 +180,8 @@ pub(crate) struct EngineInner {
     batch_norm_groups: Cell<usize>,
     /// The grow-only textures of the texture matmul's packed operands.
     textures: RefCell<textures::OperandTextures>,
+    /// What a kernel's uniform weight window is bound to when the kernel reads storage instead.
+    unused_window: std::cell::OnceCell<wgpu::Buffer>,
 }
 
 static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
@@ -250,6 +259,7 @@ impl Engine {
             distributed: RefCell::new(None),
             batch_norm_groups: Cell::new(1),
             textures: RefCell::new(textures::OperandTextures::default()),
+            unused_window: std::cell::OnceCell::new(),
         })))
     }
 
@@ -313,6 +323,25 @@ impl Engine {
     /// 16-byte boundary and holds whole vec4s, and the options do not force the scalar form.
     pub(crate) fn vec4_fits(&self, bufs: &[BufSlice]) -> bool {
         !self.0.options.scalar_passes && bufs.iter().all(|b| b.offset % 16 == 0 && b.size % 16 == 0)
+    }
+
+    /// A 64 KiB uniform binding for kernels whose uniform weight window goes unread (their
+    /// `WEIGHT_UNIFORM` is off), made once.
+    pub(crate) fn unused_uniform_window(&self) -> BufSlice<'_> {
+        let bytes = UNIFORM_WINDOW_BYTES;
+        let buffer = self.0.unused_window.get_or_init(|| {
+            self.0.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("unused uniform window"),
+                size: bytes,
+                usage: wgpu::BufferUsages::UNIFORM,
+                mapped_at_creation: false,
+            })
+        });
+        BufSlice {
+            buffer,
+            offset: 0,
+            size: bytes,
+        }
     }
 
     // ---- memory --------------------------------------------------------------------------------

@@ -16,9 +16,10 @@
 use super::bias::channel_sum;
 use super::conv2d_geometry::Geometry;
 use super::conv2d_unfold;
+use super::conv2d_weight_window::{self, WeightWindow};
 use super::reduce::sum_raw;
 use super::{check_f32, check_loop_budget, chunks, window, LOOP_BUDGET};
-use crate::engine::{ConvVariant, Engine, MatmulVariant};
+use crate::engine::{BufSlice, ConvVariant, Engine, MatmulVariant};
 use crate::error::{Error, Result};
 use crate::tape;
 use crate::tensor::{DType, Tensor};
@@ -91,11 +92,11 @@ pub fn conv2d(
     }
     let engine = x.engine();
     let y = Tensor::empty(engine, &[g.batch, g.o, g.oh, g.ow], DType::F32)?;
-    let unfold = unfolds(engine, &g, Pass::Forward, |unfold| {
+    let kernel = choose(engine, &g, Pass::Forward, |kernel| {
         let y = Tensor::empty(engine, &[g.batch, g.o, g.oh, g.ow], DType::F32)?;
-        forward_with(engine, &g, x, w, bias, &y, unfold)
+        forward_with(engine, &g, x, w, bias, &y, kernel)
     })?;
-    forward_with(engine, &g, x, w, bias, &y, unfold)?;
+    forward_with(engine, &g, x, w, bias, &y, kernel)?;
     let (sx, sw) = (x.clone(), w.clone());
     let has_bias = bias.is_some();
     let mut inputs = vec![x, w];
@@ -154,40 +155,61 @@ fn forward_with(
     w: &Tensor,
     bias: Option<&Tensor>,
     y: &Tensor,
-    unfold: bool,
+    kernel: Kernel,
 ) -> Result<()> {
-    if unfold {
-        conv2d_unfold::forward_into(engine, g, x, w, bias, y)
-    } else {
-        forward_into(engine, g, x, w, bias, y)
+    match kernel {
+        Kernel::Unfold => conv2d_unfold::forward_into(engine, g, x, w, bias, y),
+        Kernel::Direct => forward_into(engine, g, x, w, bias, y, false),
+        Kernel::DirectUniform => forward_into(engine, g, x, w, bias, y, true),
     }
 }
 
 fn input_gradient(g: &Geometry, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
-    let run = |unfold: bool| {
-        if unfold {
+    let run = |kernel: Kernel| match kernel {
+        Kernel::Unfold => {
             // The unfold path reads x only for the weight gradient, not asked for here.
             let (dx, _) = conv2d_unfold::backward(g, w, w, dy, true, false)?;
             dx.ok_or_else(|| Error::Shape("conv2d: no input gradient".into()))
-        } else {
-            backward_input(g, w, dy)
         }
+        Kernel::Direct => backward_input(g, w, dy, false),
+        Kernel::DirectUniform => backward_input(g, w, dy, true),
     };
-    let unfold = unfolds(dy.engine(), g, Pass::InputGrad, |u| run(u).map(drop))?;
-    run(unfold)
+    let kernel = choose(dy.engine(), g, Pass::InputGrad, |k| run(k).map(drop))?;
+    run(kernel)
 }
 
 fn weight_gradient(g: &Geometry, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
-    let run = |unfold: bool| {
-        if unfold {
+    let run = |kernel: Kernel| {
+        if kernel == Kernel::Unfold {
             let (_, dw) = conv2d_unfold::backward(g, x, x, dy, false, true)?;
             dw.ok_or_else(|| Error::Shape("conv2d: no weight gradient".into()))
         } else {
             backward_weight(g, x, dy)
         }
     };
-    let unfold = unfolds(dy.engine(), g, Pass::WeightGrad, |u| run(u).map(drop))?;
-    run(unfold)
+    let kernel = choose(dy.engine(), g, Pass::WeightGrad, |k| run(k).map(drop))?;
+    run(kernel)
+}
+
+/// The kernels a pass can run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    /// Implicit GEMM reading the weight through storage.
+    Direct,
+    /// Implicit GEMM reading the weight through uniform windows (conv2d_weight_window.rs).
+    DirectUniform,
+    /// Explicit GEMM (conv2d_unfold.rs).
+    Unfold,
+}
+
+impl Kernel {
+    fn name(self) -> &'static str {
+        match self {
+            Kernel::Direct => "direct",
+            Kernel::DirectUniform => "direct-uniform",
+            Kernel::Unfold => "unfold",
+        }
+    }
 }
 
 /// The three passes of a convolution; each runs direct or unfolded on its own.
@@ -208,31 +230,49 @@ impl Pass {
     }
 }
 
-/// Whether this pass of this convolution runs unfolded (conv2d_unfold.rs) or direct: forced by the
-/// engine's variant, else the tuner's choice (`time(unfold)` records the pass either way). Static
-/// defaults, measured on llvmpipe: the unfolded input gradient (3-12x the direct one on ResNet-18's
-/// shapes), the direct forward and weight gradient (the unfolded ones are no faster at small
-/// widths); on GPUs direct everywhere.
-fn unfolds(
+/// The kernel this pass of this convolution runs: forced by the engine's variant (falling back to
+/// `Direct` where the forced one cannot serve it), else the tuner's choice among the candidates
+/// (`time(kernel)` records the pass either way). Static defaults, measured on llvmpipe (2 cores,
+/// width 1/4, batch 32): the unfolded input gradient (3-12x the direct one on ResNet-18's shapes),
+/// the forward through uniform weight windows where at most `UNIFORM_DEFAULT_WINDOWS` serve it
+/// (1.4-1.8x the storage one; at 16 windows, layer 4, no faster), the direct weight gradient; on
+/// GPUs direct everywhere. The uniform input gradient is forced only (tests): it gained little
+/// over the direct one, which the unfolded one beats several times, so timing it would only
+/// lengthen the first step.
+fn choose(
     engine: &Engine,
     g: &Geometry,
     pass: Pass,
-    mut time: impl FnMut(bool) -> Result<()>,
-) -> Result<bool> {
-    let fits = conv2d_unfold::samples_per_group(engine, g).is_some();
+    mut time: impl FnMut(Kernel) -> Result<()>,
+) -> Result<Kernel> {
+    let unfold = conv2d_unfold::samples_per_group(engine, g).is_some();
+    let rows = weight_rows_per_window(engine, g, pass).filter(|_| pass != Pass::WeightGrad);
     match engine.conv_variant() {
-        ConvVariant::Unfold => return Ok(fits),
-        ConvVariant::Direct => return Ok(false),
+        ConvVariant::Unfold if unfold => return Ok(Kernel::Unfold),
+        ConvVariant::DirectUniform if rows.is_some() => return Ok(Kernel::DirectUniform),
+        ConvVariant::Unfold | ConvVariant::DirectUniform | ConvVariant::Direct => {
+            return Ok(Kernel::Direct)
+        }
         ConvVariant::Auto => {}
     }
-    if !fits {
-        return Ok(false);
-    }
-    let candidates: &[&'static str] = if engine.gpu().is_software() && pass == Pass::InputGrad {
-        &["unfold", "direct"]
-    } else {
-        &["direct", "unfold"]
+    let uniform_first = rows.is_some_and(|r| g.o.div_ceil(r) <= UNIFORM_DEFAULT_WINDOWS);
+    let order: &[Kernel] = match (engine.gpu().is_software(), pass) {
+        (true, Pass::InputGrad) => &[Kernel::Unfold, Kernel::Direct],
+        (true, Pass::Forward) if uniform_first => {
+            &[Kernel::DirectUniform, Kernel::Direct, Kernel::Unfold]
+        }
+        (_, Pass::Forward) => &[Kernel::Direct, Kernel::Unfold, Kernel::DirectUniform],
+        _ => &[Kernel::Direct, Kernel::Unfold],
     };
+    let candidates: Vec<&'static str> = order
+        .iter()
+        .filter(|k| match k {
+            Kernel::Unfold => unfold,
+            Kernel::DirectUniform => rows.is_some(),
+            Kernel::Direct => true,
+        })
+        .map(|k| k.name())
+        .collect();
     let key = format!(
         "conv2d {} n{} c{} {}x{} o{} k{}x{} s{} p{} [direct: {}]",
         pass.name(),
@@ -247,8 +287,34 @@ fn unfolds(
         g.pad,
         shader(engine)
     );
-    let kernel = engine.choose_kernel(&key, candidates, |k| time(k == "unfold"))?;
-    Ok(kernel == "unfold")
+    let by_name = |name: &str| {
+        order
+            .iter()
+            .copied()
+            .find(|k| k.name() == name)
+            .unwrap_or(Kernel::Direct)
+    };
+    let name = engine.choose_kernel(&key, &candidates, |k| time(by_name(k)))?;
+    Ok(by_name(name))
+}
+
+/// Most uniform windows (one launch each) a forward may take for them to be its static default.
+const UNIFORM_DEFAULT_WINDOWS: usize = 4;
+
+/// Weight rows ([C, KH, KW] for each output channel) one uniform window serves, where the
+/// forward or input gradient can read its weight that way: the barrier-free kernels only; a
+/// forward's launch covers whole 8-row blocks (fewer would leave most of each block idle), an
+/// input gradient's at least one row (its launches split the reduction over output channels).
+fn weight_rows_per_window(engine: &Engine, g: &Geometry, pass: Pass) -> Option<usize> {
+    if shader(engine) != "conv2d" {
+        return None;
+    }
+    let rows = conv2d_weight_window::rows_per_window(engine, g.c * g.kh * g.kw)?;
+    match pass {
+        Pass::Forward if rows >= g.o => Some(g.o),
+        Pass::Forward => (rows >= 8).then_some(rows / 8 * 8),
+        _ => Some(rows),
+    }
 }
 
 fn check_dy(g: &Geometry, dy: &Tensor) -> Result<()> {
@@ -265,6 +331,8 @@ fn check_dy(g: &Geometry, dy: &Tensor) -> Result<()> {
     check_f32("conv2d", &[dy])
 }
 
+/// The direct forward; `uniform`: reading the weight through uniform windows, one launch per
+/// range of output channels that a window holds (the caller checked that windows can serve it).
 fn forward_into(
     engine: &Engine,
     g: &Geometry,
@@ -272,9 +340,25 @@ fn forward_into(
     w: &Tensor,
     bias: Option<&Tensor>,
     y: &Tensor,
+    uniform: bool,
 ) -> Result<()> {
     let ranges = channel_ranges(engine, "conv2d", g.c, g)?;
+    let row = g.c * g.kh * g.kw;
+    let out_ranges: Vec<(usize, usize)> = match uniform {
+        true => {
+            let rows = weight_rows_per_window(engine, g, Pass::Forward)
+                .ok_or_else(|| Error::Shape("conv2d: no uniform weight window fits".into()))?;
+            chunks(g.o, rows).collect()
+        }
+        false => vec![(0, g.o)],
+    };
+    let windows = weight_windows(engine, w, row, &out_ranges, uniform)?;
     let per = g.samples_per_launch(engine)?;
+    let entry = if rows_3x3(engine, g) {
+        "forward_3x3_rows"
+    } else {
+        "forward"
+    };
     let mut n0 = 0;
     while n0 < g.batch {
         let n = per.min(g.batch - n0);
@@ -282,40 +366,55 @@ fn forward_into(
         let (ys, yb) = window(engine, y, n0 * g.out_per_sample(), n * g.out_per_sample());
         // Without a bias the weight stands in for the (unread) bias binding.
         let bs = bias.unwrap_or(w).slice();
-        let grid = [
-            (n * g.oh * g.ow).div_ceil(TILE) as u32,
-            g.o.div_ceil(TILE) as u32,
-            1,
-        ];
-        let entry = if rows_3x3(engine, g) {
-            "forward_3x3_rows"
-        } else {
-            "forward"
-        };
-        for &(c0, len) in &ranges {
-            let params = ConvParams {
-                chan_begin: c0 as u32,
-                chan_end: (c0 + len) as u32,
-                accumulate: (c0 > 0) as u32,
-                ..g.params(n, xb, yb, bias.is_some(), 0, 0)
-            };
-            engine.dispatch(
-                shader(engine),
-                entry,
-                &[],
-                &params,
-                &[xs, w.slice(), bs, ys],
-                grid,
-            )?;
+        for (&(o0, o_len), win) in out_ranges.iter().zip(&windows) {
+            let (ws, shift) = bind_window(engine, w, win.as_ref());
+            let grid = [
+                (n * g.oh * g.ow).div_ceil(TILE) as u32,
+                o_len.div_ceil(TILE) as u32,
+                1,
+            ];
+            for &(c0, len) in &ranges {
+                let params = ConvParams {
+                    chan_begin: c0 as u32,
+                    chan_end: (c0 + len) as u32,
+                    accumulate: (c0 > 0) as u32,
+                    o_begin: o0 as u32,
+                    o_end: (o0 + o_len) as u32,
+                    w_shift: shift,
+                    ..g.params(n, xb, yb, bias.is_some(), 0, 0)
+                };
+                let mut bufs = vec![xs, w.slice(), bs, ys];
+                bufs.extend(with_window(engine, ws));
+                engine.dispatch(
+                    shader(engine),
+                    entry,
+                    &weight_constants(engine, uniform),
+                    &params,
+                    &bufs,
+                    grid,
+                )?;
+            }
         }
         n0 += n;
     }
     Ok(())
 }
 
-fn backward_input(g: &Geometry, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
+/// The direct input gradient; `uniform` as in `forward_into`, its reduction over output channels
+/// split further so that each launch's weight rows fit one window.
+fn backward_input(g: &Geometry, w: &Tensor, dy: &Tensor, uniform: bool) -> Result<Tensor> {
     let engine = dy.engine();
-    let ranges = channel_ranges(engine, "conv2d input gradient", g.o, g)?;
+    let mut ranges = channel_ranges(engine, "conv2d input gradient", g.o, g)?;
+    let row = g.c * g.kh * g.kw;
+    if uniform {
+        let rows = weight_rows_per_window(engine, g, Pass::InputGrad)
+            .ok_or_else(|| Error::Shape("conv2d: no uniform weight window fits".into()))?;
+        ranges = ranges
+            .into_iter()
+            .flat_map(|(o0, len)| chunks(len, rows).map(move |(a, l)| (o0 + a, l)))
+            .collect();
+    }
+    let windows = weight_windows(engine, w, row, &ranges, uniform)?;
     let dx = Tensor::empty(engine, &[g.batch, g.c, g.h, g.w], DType::F32)?;
     let per = g.samples_per_launch(engine)?;
     let mut n0 = 0;
@@ -328,25 +427,72 @@ fn backward_input(g: &Geometry, w: &Tensor, dy: &Tensor) -> Result<Tensor> {
             g.c.div_ceil(TILE) as u32,
             1,
         ];
-        for &(o0, len) in &ranges {
+        for (&(o0, len), win) in ranges.iter().zip(&windows) {
+            let (ws, shift) = bind_window(engine, w, win.as_ref());
             let params = ConvParams {
                 chan_begin: o0 as u32,
                 chan_end: (o0 + len) as u32,
                 accumulate: (o0 > 0) as u32,
+                w_shift: shift,
                 ..g.params(n, xb, yb, false, 0, 0)
             };
+            let mut bufs = vec![w.slice(), dys, dxs];
+            bufs.extend(with_window(engine, ws));
             engine.dispatch(
                 shader(engine),
                 "backward_input",
-                &[],
+                &weight_constants(engine, uniform),
                 &params,
-                &[w.slice(), dys, dxs],
+                &bufs,
                 grid,
             )?;
         }
         n0 += n;
     }
     Ok(dx)
+}
+
+/// One uniform window per range of weight rows (`row` floats each), or none when reading storage.
+fn weight_windows(
+    engine: &Engine,
+    w: &Tensor,
+    row: usize,
+    ranges: &[(usize, usize)],
+    uniform: bool,
+) -> Result<Vec<Option<WeightWindow>>> {
+    ranges
+        .iter()
+        .map(|&(r0, len)| {
+            uniform
+                .then(|| WeightWindow::new(engine, w, r0 * row, len * row))
+                .transpose()
+        })
+        .collect()
+}
+
+/// The binding for the kernel's uniform window and its index shift: the unread placeholder when
+/// the kernel reads storage.
+fn bind_window<'a>(
+    engine: &'a Engine,
+    w: &'a Tensor,
+    win: Option<&'a WeightWindow>,
+) -> (BufSlice<'a>, u32) {
+    match win {
+        Some(win) => (win.slice(w), win.shift()),
+        None => (engine.unused_uniform_window(), 0),
+    }
+}
+
+/// The window binding, for the barrier-free kernels only (the tiled ones have none).
+fn with_window<'a>(engine: &Engine, ws: BufSlice<'a>) -> Option<BufSlice<'a>> {
+    (shader(engine) == "conv2d").then_some(ws)
+}
+
+fn weight_constants(engine: &Engine, uniform: bool) -> Vec<(&'static str, f64)> {
+    match shader(engine) {
+        "conv2d" => vec![("WEIGHT_UNIFORM", uniform as u8 as f64)],
+        _ => Vec::new(),
+    }
 }
 
 fn backward_weight(g: &Geometry, x: &Tensor, dy: &Tensor) -> Result<Tensor> {

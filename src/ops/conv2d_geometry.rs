@@ -95,6 +95,7 @@ impl Geometry {
             has_bias: has_bias as u32,
             k_chunk: k_chunk as u32,
             split0: split0 as u32,
+            o_end: self.o as u32,
             ..ConvParams::default()
         }
     }
@@ -126,5 +127,10 @@ crate::kernels::kernel_params! {
         chan_begin: u32,
         chan_end: u32,
         accumulate: u32,
+        /// forward: this launch computes output channels [o_begin, o_end).
+        o_begin: u32,
+        o_end: u32,
+        /// With a uniform weight window: added (wrapping) to a flat weight index to find it there.
+        w_shift: u32,
     }
 }

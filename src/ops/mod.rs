@@ -8,6 +8,7 @@ pub mod concat;
 pub mod conv2d;
 mod conv2d_geometry;
 mod conv2d_unfold;
+mod conv2d_weight_window;
 pub mod cross_entropy;
 pub mod eigen;
 pub mod elementwise;
