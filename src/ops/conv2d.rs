@@ -16,8 +16,8 @@
 use super::bias::channel_sum;
 use super::conv2d_geometry::Geometry;
 use super::conv2d_unfold;
-use super::conv2d_weight_window::{self, WeightWindow};
 use super::reduce::sum_raw;
+use super::uniform_window::{self, UniformWindow};
 use super::{check_f32, check_loop_budget, chunks, window, LOOP_BUDGET};
 use crate::engine::{BufSlice, ConvVariant, Engine, MatmulVariant};
 use crate::error::{Error, Result};
@@ -196,7 +196,7 @@ fn weight_gradient(g: &Geometry, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
 enum Kernel {
     /// Implicit GEMM reading the weight through storage.
     Direct,
-    /// Implicit GEMM reading the weight through uniform windows (conv2d_weight_window.rs).
+    /// Implicit GEMM reading the weight through uniform windows (uniform_window.rs).
     DirectUniform,
     /// Explicit GEMM (conv2d_unfold.rs).
     Unfold,
@@ -309,7 +309,7 @@ fn weight_rows_per_window(engine: &Engine, g: &Geometry, pass: Pass) -> Option<u
     if shader(engine) != "conv2d" {
         return None;
     }
-    let rows = conv2d_weight_window::rows_per_window(engine, g.c * g.kh * g.kw)?;
+    let rows = uniform_window::rows_per_window(engine, g.c * g.kh * g.kw)?;
     match pass {
         Pass::Forward if rows >= g.o => Some(g.o),
         Pass::Forward => (rows >= 8).then_some(rows / 8 * 8),
@@ -459,12 +459,12 @@ fn weight_windows(
     row: usize,
     ranges: &[(usize, usize)],
     uniform: bool,
-) -> Result<Vec<Option<WeightWindow>>> {
+) -> Result<Vec<Option<UniformWindow>>> {
     ranges
         .iter()
         .map(|&(r0, len)| {
             uniform
-                .then(|| WeightWindow::new(engine, w, r0 * row, len * row))
+                .then(|| UniformWindow::new(engine, w.slice(), r0 * row, len * row))
                 .transpose()
         })
         .collect()
@@ -475,10 +475,10 @@ fn weight_windows(
 fn bind_window<'a>(
     engine: &'a Engine,
     w: &'a Tensor,
-    win: Option<&'a WeightWindow>,
+    win: Option<&'a UniformWindow>,
 ) -> (BufSlice<'a>, u32) {
     match win {
-        Some(win) => (win.slice(w), win.shift()),
+        Some(win) => (win.slice(w.buffer()), win.shift()),
         None => (engine.unused_uniform_window(), 0),
     }
 }

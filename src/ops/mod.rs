@@ -8,7 +8,6 @@ pub mod concat;
 pub mod conv2d;
 mod conv2d_geometry;
 mod conv2d_unfold;
-mod conv2d_weight_window;
 pub mod cross_entropy;
 pub mod eigen;
 pub mod elementwise;
@@ -24,6 +23,7 @@ mod moments;
 pub mod nt_xent;
 pub mod pooling;
 pub mod reduce;
+mod uniform_window;
 pub mod weight_std;
 
 pub use batch_norm::{batch_norm, batch_norm_relu, ghost_batch_norm, BatchNormState};
