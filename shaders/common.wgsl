@@ -56,6 +56,8 @@ struct ConvParams {
     // forward / backward_input with WEIGHT_UNIFORM: added (wrapping) to a flat weight index to
     // find it in the uniform window.
     w_shift: u32,
+    // backward_weight of conv2d.wgsl: the splits this launch computes (its 1-D grid covers them).
+    splits: u32,
 }
 
 // The parameter block of the three matmul kernels (matmul_blocked, matmul_vec4, matmul_tiled);

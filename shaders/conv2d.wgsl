@@ -6,7 +6,7 @@
 //                     GEMM M = C, N = batch*H*W pixels, K = O*KH*KW
 //   backward_weight:  dw[o,c,i,j] = sum_{n,p} dy[n,o,p] * x[n,c,window(p,i,j)]
 //                     GEMM M = O, N = C*KH*KW, K = batch*OH*OW, split over K into `splits`
-//                     partial sums (grid z) that a deterministic reduction adds up afterwards.
+//                     partial sums that a deterministic reduction adds up afterwards.
 // Out-of-range rows/columns of a block read clamped (valid) addresses and are never stored.
 // Software Vulkan ends an invocation's loops after 65535 iterations (the 8-wide loops below count
 // too), so src/ops/conv2d.rs may split the channel loop of forward / backward_input over launches
@@ -218,14 +218,21 @@ fn backward_input(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-@compute @workgroup_size(8, 8, 1)
+// One invocation per (8x8 block of dw, split), the blocks and splits numbered densely along a
+// 1-D grid: with few channels the block grid is ragged (72 columns are 9 blocks), and a 2-D grid
+// of 8x8 workgroups left most lanes of llvmpipe's 8-wide SIMD groups idle (1 of 8 busy in every
+// second group at 72 columns; half the lanes at the stem's 27).
+@compute @workgroup_size(64, 1, 1)
 fn backward_weight(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ksz = p.kh * p.kw;
     let cols = p.c * ksz;
-    let e0 = gid.x * 8u;
-    let o0 = gid.y * 8u;
-    let split = gid.z;
-    if e0 >= cols || o0 >= p.o { return; }
+    let e_blocks = (cols + 7u) / 8u;
+    let blocks = e_blocks * ((p.o + 7u) / 8u);
+    let split = gid.x / blocks;
+    if split >= p.splits { return; }
+    let b = gid.x % blocks;
+    let e0 = (b % e_blocks) * 8u;
+    let o0 = (b / e_blocks) * 8u;
     let hw = p.h * p.w;
     let ohw = p.oh * p.ow;
     let pixels = p.batch * ohw;

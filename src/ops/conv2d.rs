@@ -501,9 +501,16 @@ fn backward_weight(g: &Geometry, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
     let max = engine.max_binding_words() as usize - 64;
     let per = g.samples_per_launch(engine)?;
     // Splits one launch can hold: its partial sums fit the budget and one binding, and its grid.
-    let per_launch = (PARTIAL_BUDGET.min(max) / weights)
-        .min(engine.gpu().limits.max_compute_workgroups_per_dimension as usize)
-        .max(1);
+    let max_groups = engine.gpu().limits.max_compute_workgroups_per_dimension as usize;
+    // The barrier-free kernel numbers (block, split) pairs along one grid axis, 64 a workgroup.
+    let blocks = (g.c * g.kh * g.kw).div_ceil(8) * g.o.div_ceil(8);
+    let dense = shader(engine) == "conv2d";
+    let by_grid = if dense {
+        max_groups * 64 / blocks
+    } else {
+        max_groups
+    };
+    let per_launch = (PARTIAL_BUDGET.min(max) / weights).min(by_grid).max(1);
     let mut total: Option<Tensor> = None;
     let mut n0 = 0;
     while n0 < g.batch {
@@ -518,12 +525,19 @@ fn backward_weight(g: &Geometry, x: &Tensor, dy: &Tensor) -> Result<Tensor> {
         let (dys, yb) = window(engine, dy, n0 * g.out_per_sample(), n * g.out_per_sample());
         for (split0, count) in chunks(splits, per_launch) {
             let partial = Tensor::empty(engine, &[count * weights], DType::F32)?;
-            let params = g.params(n, xb, yb, false, k_chunk, split0);
-            let grid = [
-                (g.c * g.kh * g.kw).div_ceil(TILE) as u32,
-                g.o.div_ceil(TILE) as u32,
-                count as u32,
-            ];
+            let params = ConvParams {
+                splits: count as u32,
+                ..g.params(n, xb, yb, false, k_chunk, split0)
+            };
+            let grid = if dense {
+                [(blocks * count).div_ceil(64) as u32, 1, 1]
+            } else {
+                [
+                    (g.c * g.kh * g.kw).div_ceil(TILE) as u32,
+                    g.o.div_ceil(TILE) as u32,
+                    count as u32,
+                ]
+            };
             engine.dispatch(
                 shader(engine),
                 "backward_weight",

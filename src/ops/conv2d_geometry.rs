@@ -132,5 +132,7 @@ crate::kernels::kernel_params! {
         o_end: u32,
         /// With a uniform weight window: added (wrapping) to a flat weight index to find it there.
         w_shift: u32,
+        /// backward_weight of conv2d.wgsl: the splits this launch computes.
+        splits: u32,
     }
 }
